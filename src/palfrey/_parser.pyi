@@ -1,0 +1,68 @@
+"""Stubs and docs for the compiled hot path, ``palfrey._parser``.
+
+The compiled module knows nothing of the CLI or of defaults: server.py builds one
+``ServerContext`` from a loaded ``Config`` and hands it to every ``HttpProtocol``.
+"""
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+class ServerContext:
+    """State shared by every connection of one server: the app, limits, counters, clocks.
+
+    All arguments are required; config.py owns the defaults.
+    """
+
+    # Counters the server loop reads.
+    total_requests: int  # responses completed (for --limit-max-requests)
+    active_requests: int  # app calls currently running (for --limit-concurrency)
+    connections: set[HttpProtocol]  # open HTTP connections
+    shutting_down: bool
+
+    def __init__(
+        self,
+        *,
+        app: ASGIApp,
+        loop: asyncio.AbstractEventLoop,
+        app_state: dict[str, Any],
+        root_path: str,
+        default_headers: list[tuple[bytes, bytes]],
+        date_header: bool,
+        access_log: bool,
+        error_logger: logging.Logger,
+        access_logger: logging.Logger,
+        limit_concurrency: int | None,
+        timeout_keep_alive: float,
+        limit_header_size: int,
+        limit_header_line_size: int,
+        limit_header_count: int,
+        limit_target_size: int,
+        limit_body_size: int | None,
+    ) -> None:
+        """``default_headers`` are lower-cased (name, value) pairs sent on every response
+        (``server`` and --header values); ``date_header`` adds the cached ``date`` line."""
+
+    def tick(self, now: float) -> None:
+        """Once a second: refresh the cached Date line, close idle keep-alive connections."""
+
+    def shutdown(self) -> None:
+        """Begin graceful shutdown: close idle connections; in-flight responses finish with
+        ``connection: close``."""
+
+    def cancel_requests(self) -> None:
+        """After the graceful timeout: cancel the app tasks still running."""
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection. The loop reads straight into its preallocated buffer."""
+
+    def __init__(self, ctx: ServerContext) -> None: ...
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
+    def eof_received(self) -> bool | None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
