@@ -1,5 +1,5 @@
 # Only what _parser.pyx uses of vendor/llhttp/include/llhttp.h.
-# Strict mode only: the llhttp_set_lenient_* functions are deliberately not declared.
+# Strict mode only: none of llhttp's leniency setters is declared here, on purpose.
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
 
 

@@ -260,7 +260,7 @@ cdef class ServerContext:
         cdef _HttpCore conn
         self.shutting_down = True
         for conn in list(self.connections):
-            if conn.cycle is None:
+            if conn.cycle is None or conn.cycle.response_complete:
                 conn._close()
             else:
                 conn.cycle.keep_alive = False
@@ -539,13 +539,6 @@ cdef class _HttpCore:
             return
         self._parse()
 
-    def eof_received(self):
-        if self.cycle is not None and self.parser_paused and not self.cycle.response_complete:
-            # The client half-closed after a complete request: still answer it, then close.
-            self.cycle.keep_alive = False
-            return True
-        return None
-
     def connection_lost(self, exc):
         self.closed = True
         self.ctx.connections.discard(self)
@@ -607,8 +600,9 @@ cdef class _HttpCore:
             self.transport.resume_reading()
 
     # -- llhttp callbacks (called from C through the shims above) ---------------------------------
+    # Each returns 0 to go on, -1 to stop the parser (reject_status says why) or HPE_PAUSED.
 
-    cdef int _on_message_begin(self) except -1:
+    cdef int _on_message_begin(self) except? -1:
         self.idle_since = -1
         self.scratch.length = 0
         self.target = None
@@ -622,14 +616,14 @@ cdef class _HttpCore:
         self.reject_status = 0
         return 0
 
-    cdef int _on_url(self, const char* at, size_t length) except -1:
+    cdef int _on_url(self, const char* at, size_t length) except? -1:
         if self.scratch.length + <Py_ssize_t>length > self.ctx.limit_target_size:
             self.reject_status = 414
             return -1
         _buffer_append(&self.scratch, at, length)
         return 0
 
-    cdef int _on_url_complete(self) except -1:
+    cdef int _on_url_complete(self) except? -1:
         cdef Py_ssize_t i
         for i in range(self.scratch.length):
             if <uint8_t>self.scratch.data[i] >= 0x80:
@@ -638,17 +632,17 @@ cdef class _HttpCore:
         self.scratch.length = 0
         return 0
 
-    cdef int _on_header_field(self, const char* at, size_t length) except -1:
+    cdef int _on_header_field(self, const char* at, size_t length) except? -1:
         if self._header_too_large(length):
             return -1
         _buffer_append_lower(&self.scratch, at, length)
         return 0
 
-    cdef int _on_header_field_complete(self) except -1:
+    cdef int _on_header_field_complete(self) except? -1:
         self.header_name = _intern_header_name(self.scratch.data, self.scratch.length)
         return 0
 
-    cdef int _on_header_value(self, const char* at, size_t length) except -1:
+    cdef int _on_header_value(self, const char* at, size_t length) except? -1:
         if self._header_too_large(length):
             return -1
         _buffer_append(&self.scratch, at, length)
@@ -663,7 +657,7 @@ cdef class _HttpCore:
             return True
         return False
 
-    cdef int _on_header_value_complete(self) except -1:
+    cdef int _on_header_value_complete(self) except? -1:
         cdef Py_ssize_t name_length = PyBytes_GET_SIZE(<bytes>self.header_name)
         cdef Py_ssize_t end = self.scratch.length
         # RFC 9110 5.5: surrounding whitespace is not part of the value.
@@ -688,7 +682,7 @@ cdef class _HttpCore:
         self.headers.append((name, value))
         return 0
 
-    cdef int _on_headers_complete(self) except -1:
+    cdef int _on_headers_complete(self) except? -1:
         cdef ServerContext ctx = self.ctx
         cdef int status
         if self.parser.http_major != 1 or self.parser.http_minor > 1:
@@ -719,7 +713,7 @@ cdef class _HttpCore:
         self.reject_status = status
         return -1
 
-    cdef int _on_body(self, const char* at, size_t length) except -1:
+    cdef int _on_body(self, const char* at, size_t length) except? -1:
         cdef RequestCycle cycle = self.cycle
         self.body_received += length
         if self.ctx.limit_body_size >= 0 and self.body_received > self.ctx.limit_body_size:
@@ -734,7 +728,7 @@ cdef class _HttpCore:
         cycle._wake()
         return 0
 
-    cdef int _on_message_complete(self) except -1:
+    cdef int _on_message_complete(self) except? -1:
         cdef RequestCycle cycle = self.cycle
         cycle.more_body = False
         if cycle.response_complete:
@@ -1051,7 +1045,8 @@ cdef class RequestCycle:
         length = PyBytes_GET_SIZE(body)
         if self.framing == FRAME_LENGTH and not self.head_request:
             if length > self.length_left:
-                out.length = 0
+                # What was valid goes out (as Uvicorn does); the app error then closes.
+                conn._flush()
                 raise RuntimeError("Response content longer than Content-Length")
             self.length_left -= length
         if length and self.framing != FRAME_NONE:
@@ -1072,7 +1067,7 @@ cdef class RequestCycle:
         if self.framing == FRAME_CHUNKED:
             _buffer_append(out, b"0\r\n\r\n", 5)
         elif self.framing == FRAME_LENGTH and self.length_left != 0:
-            out.length = 0
+            conn._flush()
             raise RuntimeError("Response content shorter than Content-Length")
         self.response_complete = True
         conn._flush()
