@@ -59,6 +59,7 @@ cdef str HTTP_1_0 = "1.0"
 
 REJECT_MESSAGES = {
     400: "Invalid HTTP request received.",
+    408: "Request header timeout.",
     413: "Request body too large.",
     414: "Request target too long.",
     431: "Request header fields too large.",
@@ -254,7 +255,7 @@ cdef class ServerContext:
         cdef _HttpCore conn
         for conn in list(self.connections):
             if conn.idle_since >= 0 and self.now - conn.idle_since >= self.timeout_keep_alive:
-                conn._close()
+                conn._close_idle()
 
     def shutdown(self):
         cdef _HttpCore conn
@@ -481,6 +482,7 @@ cdef class _HttpCore:
     cdef bint writing_paused
     cdef object drain_waiter
     cdef double idle_since        # loop time the connection went idle; -1 while busy
+    cdef bint head_in_progress    # part of a request head has arrived
     cdef bint closed
 
     cdef ByteBuffer out
@@ -541,7 +543,9 @@ cdef class _HttpCore:
 
     def connection_lost(self, exc):
         self.closed = True
-        self.ctx.connections.discard(self)
+        # A connection stays counted while its app task runs, so shutdown can still cancel it.
+        if self.app_task is None or self.app_task.done():
+            self.ctx.connections.discard(self)
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle._wake()
@@ -603,7 +607,9 @@ cdef class _HttpCore:
     # Each returns 0 to go on, -1 to stop the parser (reject_status says why) or HPE_PAUSED.
 
     cdef int _on_message_begin(self) except? -1:
-        self.idle_since = -1
+        # idle_since keeps running: the head must be complete within the keep-alive timeout
+        # of the connection going idle, or a slow client could hold it forever (slowloris).
+        self.head_in_progress = True
         self.scratch.length = 0
         self.target = None
         self.headers = []
@@ -685,8 +691,12 @@ cdef class _HttpCore:
     cdef int _on_headers_complete(self) except? -1:
         cdef ServerContext ctx = self.ctx
         cdef int status
+        self.head_in_progress = False
+        self.idle_since = -1
         if self.parser.http_major != 1 or self.parser.http_minor > 1:
             return self._stop(400)
+        if self.parser.method == ll.HTTP_CONNECT:
+            return self._stop(400)  # no tunnels: an ASGI app cannot take over the socket
         # RFC 9112 3.2: a client MUST send exactly one Host field in an HTTP/1.1 request.
         if self.host_count > 1 or (self.host_count == 0 and self.parser.http_minor == 1):
             return self._stop(400)
@@ -852,6 +862,12 @@ cdef class _HttpCore:
             self._send_error_response(status)
         self._close()
 
+    cdef _close_idle(self):
+        if self.head_in_progress:
+            self.ctx.error_logger.debug("Request header timeout: closing the connection.")
+            self._send_error_response(408)
+        self._close()
+
     cdef _close(self):
         if not self.closed:
             self._flush()
@@ -980,8 +996,10 @@ cdef class RequestCycle:
         cdef bint app_server = False, app_date = False, app_close = False, app_chunked = False
         cdef Py_ssize_t name_start
         cdef HeaderKind kind
+        if not 100 <= status <= 599:
+            raise RuntimeError(f"Invalid HTTP status code {status!r}.")  # RFC 9110 15
         out.length = 0
-        _buffer_append_bytes(out, STATUS_LINES[status] if 100 <= status <= 599 else b"HTTP/1.1 %d \r\n" % status)
+        _buffer_append_bytes(out, STATUS_LINES[status])
         try:
             for name, value in headers:
                 name_start = out.length
@@ -1184,3 +1202,5 @@ async def _run_asgi(RequestCycle cycle, app):
             cycle.conn._close()
     finally:
         ctx.active_requests -= 1
+        if cycle.conn.closed:
+            ctx.connections.discard(cycle.conn)

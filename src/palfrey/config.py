@@ -1,0 +1,565 @@
+"""Config: the one place Palfrey's defaults live.
+
+``Config.__init__``'s signature *is* the table of defaults: the CLI reads them from it
+(``DEFAULTS["port"]``) and never repeats a value. Every Uvicorn 0.54 ``Config`` parameter is
+accepted under the same name so ``uvicorn.Config(...)`` call sites work unchanged; the ones
+this first version does not act on yet are stored and say so below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import json
+import logging
+import logging.config
+import os
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from configparser import RawConfigParser
+from types import MappingProxyType
+from typing import IO, Any, Literal
+
+from palfrey.importer import ImportFromStringError, import_from_string
+from palfrey.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL, style
+
+# Exit status of a process that could not start (bad import, bind failure, lifespan
+# startup failure): the same number Uvicorn uses, so supervisors can tell it apart.
+STARTUP_FAILURE = 3
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE_LOG_LEVEL,
+}
+
+# Named choices; --loop also takes a "module:factory" import string.
+LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
+# One HTTP implementation: ours. Uvicorn's names are accepted so existing command lines
+# keep working, and mapped to the compiled core with a warning.
+HTTP_CHOICES = ("auto", "palfrey", "httptools", "h11")
+WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
+LIFESPAN_CHOICES = ("auto", "on", "off")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+
+SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
+
+logger = logging.getLogger("palfrey.error")
+
+
+class Config:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: str = "auto",
+        http: str | type = "auto",
+        http2: bool = False,
+        ws: str | type = "auto",
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
+        ws_per_message_deflate: bool = True,
+        lifespan: Literal["auto", "on", "off"] = "auto",
+        env_file: str | os.PathLike[str] | None = None,
+        log_config: dict[str, Any]
+        | str
+        | os.PathLike[str]
+        | RawConfigParser
+        | IO[Any]
+        | None = LOGGING_CONFIG,
+        log_level: str | int | None = None,
+        access_log: bool = True,
+        use_colors: bool | None = None,
+        interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = "auto",
+        reload: bool = False,
+        reload_dirs: list[str] | str | None = None,
+        reload_delay: float = 0.25,
+        reload_includes: list[str] | str | None = None,
+        reload_excludes: list[str] | str | None = None,
+        workers: int | None = None,
+        proxy_headers: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
+        root_path: str = "",
+        limit_concurrency: int | None = None,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        backlog: int = 2048,
+        timeout_keep_alive: float = 5,
+        timeout_notify: float = 30,
+        timeout_graceful_shutdown: float | None = None,
+        timeout_worker_healthcheck: float = 5,
+        callback_notify: Callable[..., Awaitable[None]] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_version: int = SSL_PROTOCOL_VERSION,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
+        ssl_ciphers: str | None = None,
+        ssl_context_factory: Callable[..., ssl.SSLContext] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        factory: bool = False,
+        h11_max_incomplete_event_size: int | None = None,
+        reset_contextvars: bool = False,
+        app_dir: str | None = "",
+        # Beyond Uvicorn: limits the compiled core enforces (SPEC.md section 2).
+        limit_header_size: int = 65536,  # whole header section -> 431
+        limit_header_line_size: int = 8192,  # one header line, as nginx's default -> 431
+        limit_header_count: int = 100,  # -> 431
+        limit_target_size: int = 8192,  # request target -> 414
+        limit_body_size: int | None = None,  # -> 413; None = unlimited, as Uvicorn
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.uds = uds
+        self.fd = fd
+        self.loop = loop
+        self.http = http
+        self.http2 = http2
+        self.lifespan = lifespan
+        self.log_config = log_config
+        self.log_level = log_level
+        self.access_log = access_log
+        self.use_colors = use_colors
+        self.interface = interface
+        self.server_header = server_header
+        self.date_header = date_header
+        self.root_path = root_path
+        self.limit_concurrency = limit_concurrency
+        self.limit_max_requests = limit_max_requests
+        self.limit_max_requests_jitter = limit_max_requests_jitter
+        self.backlog = backlog
+        self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_graceful_shutdown = timeout_graceful_shutdown
+        # Gunicorn-worker hook, called from the server tick every timeout_notify seconds.
+        self.timeout_notify = timeout_notify
+        self.callback_notify = callback_notify
+        self.headers: list[tuple[str, str]] = list(headers or [])
+        self.encoded_headers: list[tuple[bytes, bytes]] = []
+        self.factory = factory
+        self.app_dir = app_dir
+        self.limit_header_size = limit_header_size
+        self.limit_header_line_size = limit_header_line_size
+        self.limit_header_count = limit_header_count
+        self.limit_target_size = limit_target_size
+        self.limit_body_size = limit_body_size
+
+        # Stored, not acted on yet: the WebSocket issue wires these to protocols/websocket.py.
+        self.ws = ws
+        self.ws_max_size = ws_max_size
+        self.ws_max_queue = ws_max_queue
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_per_message_deflate = ws_per_message_deflate
+        # Stored, not acted on yet: the reload and workers supervisors are later issues;
+        # until then run() serves in one process and says so.
+        self.reload = reload
+        self.reload_dirs = reload_dirs
+        self.reload_delay = reload_delay
+        self.reload_includes = reload_includes
+        self.reload_excludes = reload_excludes
+        self.workers = workers or 1
+        if workers is None and "WEB_CONCURRENCY" in os.environ:
+            self.workers = int(os.environ["WEB_CONCURRENCY"])
+        self.timeout_worker_healthcheck = timeout_worker_healthcheck
+        # Stored, not acted on yet: the proxy-headers middleware is the proxies issue
+        # (SPEC.md section 6). Until then the peer address is the client: never trusting
+        # X-Forwarded-* is the safe side of not having it.
+        self.proxy_headers = proxy_headers
+        self.forwarded_allow_ips: list[str] | str = (
+            os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+            if forwarded_allow_ips is None
+            else forwarded_allow_ips
+        )
+        # Stored, not acted on yet: TLS is the TLS issue (SPEC.md section 7); load()
+        # refuses to start with TLS asked for rather than serve plain HTTP silently.
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile_password = ssl_keyfile_password
+        self.ssl_version = ssl_version
+        self.ssl_cert_reqs = ssl_cert_reqs
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_ciphers = ssl_ciphers
+        self.ssl_context_factory = ssl_context_factory
+        self.ssl: ssl.SSLContext | None = None
+        # Accepted for Uvicorn compatibility, no effect: h11 is not used (our
+        # limit_header_size bounds the same thing), and per-request fresh contexts are
+        # not implemented yet.
+        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.reset_contextvars = reset_contextvars
+
+        self._check_choices()
+        self.loaded = False
+        self.configure_logging()
+
+        if env_file is not None:
+            self._load_env_file(env_file)
+
+        if self.reload and self.workers > 1:
+            logger.warning('"workers" flag is ignored when reloading is enabled.')
+
+    # -- validation -------------------------------------------------------------------
+
+    def _check_choices(self) -> None:
+        """Refuse unknown names at construction, with the accepted values in the message,
+        instead of failing later with an import error."""
+        for name, choices in (
+            ("lifespan", LIFESPAN_CHOICES),
+            ("interface", INTERFACE_CHOICES),
+            ("http", HTTP_CHOICES),
+            ("ws", WS_CHOICES),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, str) and value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}.")
+        if isinstance(self.loop, str) and self.loop not in LOOP_CHOICES and ":" not in self.loop:
+            raise ValueError(
+                f"loop={self.loop!r} is not one of {', '.join(LOOP_CHOICES)} "
+                "or a 'module:factory' import string."
+            )
+
+    # -- derived properties (Uvicorn's names) -----------------------------------------
+
+    @property
+    def asgi_version(self) -> Literal["2.0", "3.0"]:
+        return "2.0" if self.interface == "asgi2" else "3.0"
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def use_subprocess(self) -> bool:
+        return bool(self.reload or self.workers > 1)
+
+    @property
+    def should_reload(self) -> bool:
+        return isinstance(self.app, str) and self.reload
+
+    # -- logging ----------------------------------------------------------------------
+
+    def configure_logging(self) -> None:
+        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        if isinstance(self.log_config, os.PathLike):
+            self.log_config = os.fspath(self.log_config)
+
+        if isinstance(self.log_config, dict):
+            log_config = self.log_config
+            if self.use_colors in (True, False):
+                # Copy: the caller's dict (often our module-level LOGGING_CONFIG) must
+                # not remember one run's colour choice.
+                log_config = copy.deepcopy(log_config)
+                for name in ("default", "access"):
+                    formatter = log_config.get("formatters", {}).get(name)
+                    if formatter is not None:
+                        formatter["use_colors"] = self.use_colors
+            logging.config.dictConfig(log_config)
+        elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
+            with open(self.log_config) as file:
+                logging.config.dictConfig(json.load(file))
+        elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError as exc:
+                raise ImportError(
+                    "Install the PyYAML package to use `--log-config` with YAML files."
+                ) from exc
+            with open(self.log_config) as file:
+                logging.config.dictConfig(yaml.safe_load(file))
+        elif self.log_config is not None:
+            # .ini and anything else: fileConfig; keep loggers created before this call.
+            logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+
+        if self.log_level is not None:
+            level = (
+                LOG_LEVELS[self.log_level.lower()]
+                if isinstance(self.log_level, str)
+                else self.log_level
+            )
+            for name in ("palfrey.error", "palfrey.access", "palfrey.asgi"):
+                logging.getLogger(name).setLevel(level)
+        if self.access_log is False:
+            # Uvicorn's way, kept for custom configs; the compiled core is also told
+            # access_log=False so it does not build the records at all.
+            access = logging.getLogger("palfrey.access")
+            access.handlers = []
+            access.propagate = False
+
+    def _load_env_file(self, env_file: str | os.PathLike[str]) -> None:
+        try:
+            from dotenv import load_dotenv
+        except ImportError as exc:
+            raise ImportError("Install the python-dotenv package to use `--env-file`.") from exc
+        logger.info("Loading environment from '%s'", env_file)
+        load_dotenv(dotenv_path=env_file)
+
+    # -- loading ----------------------------------------------------------------------
+
+    def load_app(self) -> Any:
+        """Import the app and return it; log Uvicorn's message and exit 3 on failure."""
+        # "" (the CLI default) is the current directory: a console script's sys.path[0]
+        # is its own bin/ directory, so without this `palfrey main:app` would not find
+        # main.py where the user stands.
+        if self.app_dir is not None and self.app_dir not in sys.path:
+            sys.path.insert(0, self.app_dir)
+        try:
+            return import_from_string(self.app)
+        except ImportFromStringError as exc:
+            logger.error("Error loading ASGI app. %s", exc)
+            sys.exit(STARTUP_FAILURE)
+
+    def load(self) -> None:
+        assert not self.loaded
+        self._refuse_unimplemented()
+        self.http_protocol_class = self._load_http_protocol()
+        self.encoded_headers = self._encode_headers()
+
+        from palfrey.lifespan import LifespanOff, LifespanOn
+
+        self.lifespan_class = LifespanOff if self.lifespan == "off" else LifespanOn
+
+        self.loaded_app = self._call_factory(self.load_app())
+        if self.interface == "auto":
+            self.interface = "asgi3" if _looks_like_asgi3(self.loaded_app) else "asgi2"
+        if self.interface == "asgi2":
+            self.loaded_app = _ASGI2Adapter(self.loaded_app)
+        # Later issues wrap here, as Uvicorn does: the ASGI message logger at
+        # --log-level trace, and the proxy-headers middleware.
+        self.loaded = True
+
+    def _refuse_unimplemented(self) -> None:
+        """Fail at startup, loudly, for what this version cannot serve correctly."""
+        problems = []
+        if self.http2:
+            problems.append("HTTP/2 (http2=True) is not supported.")
+        if self.is_ssl:
+            problems.append("TLS (ssl_* options) is not supported yet.")
+        if self.interface == "wsgi":
+            problems.append("--interface wsgi is not supported yet.")
+        if not isinstance(self.http, str):
+            problems.append(
+                "http= takes a name (auto, palfrey, httptools, h11); Palfrey cannot run "
+                f"a foreign protocol class ({self.http!r})."
+            )
+        for problem in problems:
+            logger.error(problem)
+        if problems:
+            sys.exit(STARTUP_FAILURE)
+
+    def _load_http_protocol(self) -> type[asyncio.BaseProtocol]:
+        if self.http in ("httptools", "h11"):
+            logger.warning(
+                "--http %s requested: Palfrey always serves HTTP/1.1 with its own "
+                "compiled parser (llhttp); using it.",
+                self.http,
+            )
+        try:
+            from palfrey._parser import HttpProtocol
+        except ImportError as exc:
+            # A source checkout without `pip install .`: say what to do.
+            logger.error(
+                "The compiled core palfrey._parser is not available (%s). "
+                "Build it with `pip install .` (or `python setup.py build_ext --inplace`).",
+                exc,
+            )
+            sys.exit(STARTUP_FAILURE)
+        return HttpProtocol
+
+    def _encode_headers(self) -> list[tuple[bytes, bytes]]:
+        """Default response headers: ``server: palfrey`` unless switched off or replaced
+        by a --header of that name, then the --header values, names lower-cased."""
+        encoded = []
+        for name, value in self.headers:
+            _check_header(name, value)
+            encoded.append(
+                (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+            )
+        if self.server_header and not any(name == b"server" for name, _ in encoded):
+            encoded.insert(0, (b"server", b"palfrey"))
+        return encoded
+
+    def _call_factory(self, app: Any) -> Any:
+        """Uvicorn's factory rule: with --factory, call APP and use the result; without
+        it, still try a no-argument call and, if that works, warn and use the result."""
+        try:
+            produced = app()
+        except TypeError as exc:
+            if self.factory:
+                logger.error("Error loading ASGI app factory: %s", exc)
+                sys.exit(STARTUP_FAILURE)
+            return app
+        if not self.factory:
+            logger.warning(
+                "ASGI app factory detected. Using it, but please consider setting the "
+                "--factory flag explicitly."
+            )
+        return produced
+
+    # -- event loop -------------------------------------------------------------------
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        """The loop factory for ``asyncio.Runner`` (Uvicorn 0.54's name).
+
+        auto = uvloop if importable, else asyncio's selector loop; "none" = asyncio's
+        default; "module:factory" = that callable, called with no arguments per loop.
+        """
+        if self.loop == "none":
+            return None
+        if self.loop == "asyncio":
+            return asyncio.SelectorEventLoop
+        if self.loop in ("auto", "uvloop"):
+            try:
+                import uvloop
+            except ImportError as exc:
+                if self.loop == "auto":
+                    return asyncio.SelectorEventLoop
+                logger.error("Error loading event loop 'uvloop': %s", exc)
+                sys.exit(STARTUP_FAILURE)
+            return uvloop.new_event_loop
+        try:
+            return import_from_string(self.loop)
+        except ImportFromStringError as exc:
+            logger.error("Error loading custom loop setup function. %s", exc)
+            sys.exit(STARTUP_FAILURE)
+
+    # Uvicorn before 0.36 called it this; 0.54 raises on it. Here it is an alias, so
+    # code written against either returns the factory instead of crashing.
+    setup_event_loop = get_loop_factory
+
+    # -- sockets ----------------------------------------------------------------------
+
+    def bind_socket(self) -> socket.socket:
+        """Bind the listening socket in this (parent) process, for supervisors that hand
+        it to children; logs the "running on" line as Uvicorn does here."""
+        if self.uds is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.uds)
+                os.chmod(self.uds, 0o666)  # any local user may connect, as Uvicorn
+            except OSError as exc:
+                logger.error(exc)
+                sys.exit(STARTUP_FAILURE)
+            log_running(self, uds=self.uds)
+        elif self.fd is not None:
+            sock = socket_from_fd(self.fd)
+            log_running(self, sockname=sock.getsockname())
+        else:
+            family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
+            sock = socket.socket(family=family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                logger.error(exc)
+                sys.exit(STARTUP_FAILURE)
+            log_running(self, port=sock.getsockname()[1])
+        sock.set_inheritable(True)
+        return sock
+
+
+# Every Config parameter's default, read from the signature above, so the CLI can use
+# them without restating any value.
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        name: param.default
+        for name, param in inspect.signature(Config.__init__).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+)
+
+
+def socket_from_fd(fd: int) -> socket.socket:
+    """Wrap an inherited listening fd. Unlike ``socket.fromfd(fd, AF_UNIX, ...)`` (what
+    Uvicorn does), letting the kernel report the family keeps TCP peer addresses right."""
+    return socket.socket(fileno=os.dup(fd))
+
+
+def log_running(
+    config: Config,
+    *,
+    port: int | None = None,
+    uds: str | None = None,
+    sockname: Any = None,
+) -> None:
+    """``Palfrey running on ... (Press CTRL+C to quit)``, in Uvicorn's three shapes."""
+    if uds is not None:
+        logger.info("Palfrey running on unix socket %s (Press CTRL+C to quit)", uds)
+        return
+    if sockname is not None:
+        logger.info("Palfrey running on socket %s (Press CTRL+C to quit)", sockname)
+        return
+    host = "0.0.0.0" if config.host is None else config.host
+    addr_format = "%s://[%s]:%d" if ":" in host else "%s://%s:%d"
+    scheme = "https" if config.is_ssl else "http"
+    logger.info(
+        f"Palfrey running on {addr_format} (Press CTRL+C to quit)",
+        scheme,
+        host,
+        port,
+        extra={
+            "color_message": "Palfrey running on "
+            + style(addr_format, bold=True)
+            + " (Press CTRL+C to quit)"
+        },
+    )
+
+
+# RFC 9110 section 5.6.2: a field name is a token.
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _check_header(name: str, value: str) -> None:
+    """Refuse a --header that would corrupt every response (header injection)."""
+    name = name.strip()
+    if not name or not set(name) <= _TOKEN_CHARS:
+        raise ValueError(f"Invalid header name {name!r}: must be an RFC 9110 token.")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"Invalid value for header {name!r}: CR, LF and NUL are not allowed.")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"Invalid value for header {name!r}: not latin-1.") from None
+
+
+def _looks_like_asgi3(app: Any) -> bool:
+    """Uvicorn's interface=auto rule: ASGI3 apps are coroutine functions (or objects
+    whose __call__ is one); a class with __await__ is an ASGI3 class. Checking the object
+    itself first also recognises functools.partial of a coroutine function, which
+    Uvicorn's rule would take for ASGI2."""
+    if inspect.iscoroutinefunction(app):
+        return True
+    if inspect.isclass(app):
+        return hasattr(app, "__await__")
+    if inspect.isfunction(app):
+        return False
+    return callable(app) and inspect.iscoroutinefunction(type(app).__call__)
+
+
+class _ASGI2Adapter:
+    """Run an ASGI2 app (``app(scope)`` returns ``instance(receive, send)``) as ASGI3.
+
+    Small enough to live here until the middleware/ package exists.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
