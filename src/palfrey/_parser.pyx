@@ -30,6 +30,8 @@ cdef enum:
     BODY_HIGH_WATER = 65536
     # Bodies up to this size are copied next to the headers so a response leaves in one write.
     COPY_BODY_LIMIT = 16384
+    # Pipelined responses gathered for one write are written out once they reach this size.
+    GATHER_LIMIT = 65536
     OUTPUT_BUFFER_SIZE = 4096
 
 # Response framing, chosen when the response starts.
@@ -204,6 +206,8 @@ cdef class ServerContext:
     cdef Py_ssize_t limit_target_size
     cdef long long limit_body_size       # -1: none
     cdef double now                      # loop time at the last tick
+    cdef list flush_waiting              # connections whose output waits for _flush_waiting
+    cdef bint flush_scheduled
     cdef public Py_ssize_t total_requests
     cdef public Py_ssize_t active_requests
     cdef public set connections
@@ -240,6 +244,8 @@ cdef class ServerContext:
         self.active_requests = 0
         self.connections = set()
         self.shutting_down = False
+        self.flush_waiting = []
+        self.flush_scheduled = False
         self.tick(loop.time())
 
     def tick(self, double now):
@@ -257,6 +263,24 @@ cdef class ServerContext:
             if conn.idle_since >= 0 and self.now - conn.idle_since >= self.timeout_keep_alive:
                 conn._close_idle()
 
+    def _flush_waiting(self):
+        """Once per loop pass: write out what the connections gathered during the last one.
+
+        A connection whose next pipelined request has not run yet keeps gathering, so the
+        responses of one read leave in one write; one whose app is waiting writes now.
+        """
+        cdef _HttpCore conn
+        cdef list waiting = self.flush_waiting
+        self.flush_waiting = []
+        self.flush_scheduled = False
+        for conn in waiting:
+            conn.flush_requested = False
+            if (conn.cycle is not None and not conn.cycle.app_started
+                    and conn.out.length < GATHER_LIMIT):
+                conn._request_flush()
+            else:
+                conn._flush()
+
     def shutdown(self):
         cdef _HttpCore conn
         self.shutting_down = True
@@ -271,6 +295,10 @@ cdef class ServerContext:
         for conn in list(self.connections):
             if conn.app_task is not None and not conn.app_task.done():
                 conn.app_task.cancel()
+                if conn.cycle is not None and not conn.cycle.app_started:
+                    # Cancelled before its first step, _run_asgi never runs to count it off.
+                    conn.cycle.app_started = True
+                    self.active_requests -= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +511,7 @@ cdef class _HttpCore:
     cdef object drain_waiter
     cdef double idle_since        # loop time the connection went idle; -1 while busy
     cdef bint head_in_progress    # part of a request head has arrived
+    cdef bint flush_requested     # in ctx.flush_waiting
     cdef bint closed
 
     cdef ByteBuffer out
@@ -812,6 +841,7 @@ cdef class _HttpCore:
             return
         if not self.parser_paused:
             # The body is still arriving; it is dropped, so stop holding it back.
+            self._flush()
             self._resume_reading()
             return
         self.cycle = None
@@ -819,10 +849,23 @@ cdef class _HttpCore:
         self.parser_paused = False
         ll.llhttp_resume(&self.parser)
         self._parse()
+        if self.cycle is not None and not self.cycle.app_started:
+            self._request_flush()  # a pipelined request is next: gather its response too
+        else:
+            self._flush()
         if not self.parser_paused:
             self._resume_reading()
 
     # -- writing -----------------------------------------------------------------------------------
+
+    cdef _request_flush(self):
+        cdef ServerContext ctx = self.ctx
+        if not self.flush_requested:
+            self.flush_requested = True
+            ctx.flush_waiting.append(self)
+            if not ctx.flush_scheduled:
+                ctx.flush_scheduled = True
+                self.loop.call_soon(ctx._flush_waiting)
 
     cdef _flush(self):
         if self.out.length and not self.closed:
@@ -839,7 +882,6 @@ cdef class _HttpCore:
     cdef _send_error_response(self, int status):
         """A complete plain-text answer the server gives on its own (4xx/5xx), then close."""
         message = REJECT_MESSAGES[status].encode("ascii")
-        self.out.length = 0
         _buffer_append_bytes(&self.out, STATUS_LINES[status])
         self._write_default_headers(True, True)
         _buffer_append_bytes(
@@ -928,6 +970,7 @@ cdef class RequestCycle:
     cdef bint head_request
     cdef bint response_started
     cdef bint response_complete
+    cdef bint app_started           # the app task has taken its first step
     cdef int status
     cdef Framing framing
     cdef long long length_left       # FRAME_LENGTH: body bytes still owed
@@ -941,8 +984,8 @@ cdef class RequestCycle:
         cdef _HttpCore conn = self.conn
         if self.waiting_for_continue:
             self.waiting_for_continue = False
-            if not conn.closed:
-                conn.transport.write(CONTINUE_RESPONSE)
+            _buffer_append_bytes(&conn.out, CONTINUE_RESPONSE)
+            conn._flush()
         if not self.disconnected and not self.response_complete and (
             self.request_delivered or (self.more_body and self.body_size == 0)
         ):
@@ -995,10 +1038,10 @@ cdef class RequestCycle:
         cdef long long content_length = -1
         cdef bint app_server = False, app_date = False, app_close = False, app_chunked = False
         cdef Py_ssize_t name_start
+        cdef Py_ssize_t response_start = out.length  # earlier pipelined responses may wait before it
         cdef HeaderKind kind
         if not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r}.")  # RFC 9110 15
-        out.length = 0
         _buffer_append_bytes(out, STATUS_LINES[status])
         try:
             for name, value in headers:
@@ -1016,7 +1059,7 @@ cdef class RequestCycle:
                 elif kind == KIND_DATE:
                     app_date = True
         except BaseException:
-            out.length = 0
+            out.length = response_start
             raise
         self.response_started = True
         self.status = status
@@ -1048,11 +1091,7 @@ cdef class RequestCycle:
             _log_access(ctx, self.scope, status)
         # The headers wait for the first body message so a small response leaves in one
         # write; an app that pauses between the two still gets them out on the next loop pass.
-        conn.loop.call_soon(self._flush_headers)
-
-    def _flush_headers(self):
-        if not self.response_complete and not self.disconnected:
-            self.conn._flush()
+        conn._request_flush()
 
     cdef _send_body(self, body, bint more_body):
         cdef _HttpCore conn = self.conn
@@ -1088,7 +1127,6 @@ cdef class RequestCycle:
             conn._flush()
             raise RuntimeError("Response content shorter than Content-Length")
         self.response_complete = True
-        conn._flush()
         self._wake()
         conn._on_response_complete(self)
 
@@ -1182,6 +1220,7 @@ cdef _log_access(ServerContext ctx, dict scope, int status):
 async def _run_asgi(RequestCycle cycle, app):
     """Run the app for one request; turn whatever it does wrong into a logged, closed answer."""
     cdef ServerContext ctx = cycle.conn.ctx
+    cycle.app_started = True
     try:
         result = await app(cycle.scope, cycle.receive, cycle.send)
     except BaseException as exc:
