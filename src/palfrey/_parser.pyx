@@ -831,7 +831,7 @@ cdef class _HttpCore:
             "raw_path": raw_path,
             "query_string": query,
             "headers": self.headers,
-            "state": ctx.app_state.copy(),
+            "state": ctx.app_state.copy() if ctx.app_state else {},
         }
 
     cdef _on_response_complete(self, RequestCycle cycle):
@@ -1023,11 +1023,11 @@ cdef class RequestCycle:
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
-            self._start_response(message["status"], message.get("headers", ()))
+            self._start_response(message["status"], _get(message, "headers", ()))
         elif not self.response_complete:
             if message_type != "http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
-            self._send_body(message.get("body", b""), message.get("more_body", False))
+            self._send_body(_get(message, "body", b""), _get(message, "more_body", False))
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
 
@@ -1141,6 +1141,13 @@ cdef class RequestCycle:
             ],
         })
         await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+
+cdef inline object _get(message, str key, default):
+    """message.get(key, default), without a method lookup for the usual plain dict."""
+    if type(message) is dict:
+        return (<dict>message).get(key, default)
+    return message.get(key, default)
 
 
 cdef HeaderKind _header_kind(const char* name, Py_ssize_t length):
