@@ -6,6 +6,7 @@ or of defaults: every knob arrives through ServerContext.
 """
 
 import asyncio
+import sys
 import time
 import urllib.parse
 from email.utils import formatdate
@@ -52,6 +53,11 @@ cdef enum HeaderKind:
 
 cdef class _HttpCore
 cdef class RequestCycle
+
+# Python 3.12+ can run a task's first step at once: an app that never waits answers without a
+# loop round-trip, with current_task() and contextvars as in any task. 3.11 schedules it.
+cdef bint EAGER_TASKS = sys.version_info >= (3, 12)
+cdef object Task = asyncio.Task
 
 cdef bytes CRLF = b"\r\n"
 cdef bytes CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -168,12 +174,16 @@ cdef inline bint _equal_lower(const char* data, const char* lower_token, size_t 
 cdef int _transfer_coding_status(bytes value):
     """The status for a request Transfer-Encoding list: 0 when it is plain `chunked`.
 
-    llhttp rejects a list whose last coding is not chunked (RFC 9112 6.3, 400); codings before a
-    final chunked are ones we cannot decode (RFC 9112 6.1: 501); chunked twice is invalid (400).
+    A list whose last coding is not chunked leaves the body length unknown (RFC 9112 6.3: 400).
+    llhttp rejects it too, but only after on_headers_complete, when an eager task could already
+    have answered. Codings before a final chunked are ones we cannot decode (RFC 9112 6.1: 501);
+    chunked twice is invalid (400).
     """
-    cdef list codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+    # RFC 9110 5.6.1: empty list elements do not count.
+    cdef list codings = [c.strip(b" \t") for c in value.lower().split(b",")]
+    codings = [c for c in codings if c]
     if not codings or codings[-1] != b"chunked":
-        return 0  # llhttp answers this one with its own error
+        return 400
     if codings.count(b"chunked") > 1:
         return 400
     if len(codings) > 1:
@@ -512,6 +522,7 @@ cdef class _HttpCore:
     cdef double idle_since        # loop time the connection went idle; -1 while busy
     cdef bint head_in_progress    # part of a request head has arrived
     cdef bint flush_requested     # in ctx.flush_waiting
+    cdef bint parsing             # inside llhttp_execute
     cdef bint closed
 
     cdef ByteBuffer out
@@ -569,6 +580,8 @@ cdef class _HttpCore:
             self._pause_reading()
             return
         self._parse()
+        if self.out.length:
+            self._flush()  # what apps answered during this read leaves in one write
 
     def connection_lost(self, exc):
         self.closed = True
@@ -603,9 +616,11 @@ cdef class _HttpCore:
         cdef ll.llhttp_errno_t err
         cdef const char* stop
         while self.in_start < self.in_end and not self.parser_paused and not self.closed:
+            self.parsing = True
             err = ll.llhttp_execute(
                 &self.parser, self.in_data + self.in_start, self.in_end - self.in_start
             )
+            self.parsing = False
             if err == ll.HPE_OK:
                 self.in_start = self.in_end = 0
                 return
@@ -740,6 +755,8 @@ cdef class _HttpCore:
             len(ctx.connections) >= ctx.limit_concurrency or ctx.active_requests >= ctx.limit_concurrency
         ):
             ctx.error_logger.warning("Exceeded concurrency limit.")
+            if ctx.access_log:
+                _log_access(ctx, self._build_scope(), 503)  # logged as any response, as Uvicorn
             self._send_error_response(503)
             self._close()
             return -1
@@ -773,7 +790,7 @@ cdef class _HttpCore:
         if cycle.response_complete:
             self.cycle = None
             self.idle_since = self.ctx.now
-            return 0
+            return -1 if self.closed else 0
         cycle._wake()
         # Stop here until the response is done: requests are answered strictly in order.
         self.parser_paused = True
@@ -787,7 +804,9 @@ cdef class _HttpCore:
         cycle.conn = self
         cycle.scope = self._build_scope()
         cycle.body_chunks = []
-        cycle.more_body = True
+        # RFC 9112 6.3: without Transfer-Encoding or Content-Length a request has no body,
+        # so the app's first receive() need not wait for the parser to reach the end.
+        cycle.more_body = (self.parser.flags & ll.F_CHUNKED) or self.parser.content_length > 0
         cycle.keep_alive = (
             self.parser.http_minor == 1 and ll.llhttp_should_keep_alive(&self.parser)
             and not ctx.shutting_down
@@ -796,7 +815,10 @@ cdef class _HttpCore:
         cycle.head_request = self.parser.method == ll.HTTP_HEAD
         self.cycle = cycle
         ctx.active_requests += 1
-        self.app_task = self.loop.create_task(_run_asgi(cycle, ctx.app))
+        if EAGER_TASKS:
+            self.app_task = Task(_run_asgi(cycle, ctx.app), loop=self.loop, eager_start=True)
+        else:
+            self.app_task = self.loop.create_task(_run_asgi(cycle, ctx.app))
 
     cdef dict _build_scope(self):
         cdef ServerContext ctx = self.ctx
@@ -840,8 +862,10 @@ cdef class _HttpCore:
             self._close()
             return
         if not self.parser_paused:
-            # The body is still arriving; it is dropped, so stop holding it back.
-            self._flush()
+            # The app answered before the request was fully read (an eager task does so
+            # inside the parser): the rest of the body is dropped, so stop holding it back.
+            if not self.parsing:
+                self._flush()
             self._resume_reading()
             return
         self.cycle = None
@@ -1048,8 +1072,8 @@ cdef class RequestCycle:
                 name_start = out.length
                 _append_header(out, name, value)
                 kind = _header_kind(out.data + name_start, len(name))
-                if kind == KIND_CONTENT_LENGTH and content_length < 0:
-                    content_length = _parse_content_length(value)
+                if kind == KIND_CONTENT_LENGTH:
+                    content_length = _app_content_length(value, content_length)
                 elif kind == KIND_CONNECTION:
                     app_close = app_close or _has_token(value, b"close", 5)
                 elif kind == KIND_TRANSFER_ENCODING:
@@ -1058,6 +1082,9 @@ cdef class RequestCycle:
                     app_server = True
                 elif kind == KIND_DATE:
                     app_date = True
+            if content_length >= 0 and app_chunked:
+                # RFC 9112 6.2: never both; a recipient could not tell where the body ends.
+                raise RuntimeError("Response has both content-length and transfer-encoding.")
         except BaseException:
             out.length = response_start
             raise
@@ -1194,6 +1221,14 @@ cdef int _append_header(ByteBuffer* out, name, value) except -1:
     _buffer_append(out, data, n)
     _buffer_append(out, b"\r\n", 2)
     return 0
+
+
+cdef long long _app_content_length(bytes value, long long earlier) except -2:
+    """The app's content-length; a second one must agree with the first (RFC 9110 8.6)."""
+    cdef long long length = _parse_content_length(value)
+    if earlier >= 0 and length != earlier:
+        raise RuntimeError("Response has conflicting content-length headers.")
+    return length
 
 
 cdef long long _parse_content_length(bytes value) except -2:
