@@ -1,18 +1,22 @@
-"""The ``palfrey`` command: Uvicorn's flags, Palfrey's limits, ``PALFREY_*`` env vars.
+"""The ``palfrey`` command: Uvicorn's flags, Palfrey's own, ``PALFREY_*`` env vars.
 
 Every default comes from ``Config``'s signature (``DEFAULTS[...]``); none is written here.
-Each option can also be set as ``PALFREY_<NAME>`` (``--log-level`` -> ``PALFREY_LOG_LEVEL``);
-the command line wins over the environment.
+Each option can also be set as ``PALFREY_<NAME>`` (``--log-level`` -> ``PALFREY_LOG_LEVEL``),
+or as Uvicorn's ``UVICORN_<NAME>``; the command line wins over the environment, and
+``PALFREY_*`` over ``UVICORN_*``. ``--help`` shows the options in groups.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import ssl
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from palfrey._version import __version__
 from palfrey.config import (
@@ -27,6 +31,61 @@ from palfrey.config import (
 from palfrey.server import run
 
 ENV_PREFIX = "PALFREY_"
+
+# --help sections, in this order (each option names its group with rich_help_panel).
+APPLICATION = "Application"
+BINDING = "Socket binding"
+PROTOCOLS = "Event loop and protocols"
+WEBSOCKET = "WebSocket"
+LOGGING = "Logging"
+HTTP = "HTTP responses"
+PROXIES = "Proxies"
+TLS = "TLS"
+LIMITS = "Limits and timeouts"
+PROCESSES = "Processes and reload"
+COMPAT = "Uvicorn compatibility (accepted, no effect)"
+OTHER = "Other"
+GROUPS = (
+    APPLICATION,
+    BINDING,
+    PROTOCOLS,
+    WEBSOCKET,
+    LOGGING,
+    HTTP,
+    PROXIES,
+    TLS,
+    LIMITS,
+    PROCESSES,
+    COMPAT,
+    OTHER,
+)
+
+_TRUE = ("1", "true", "t", "yes", "y", "on")
+_FALSE = ("0", "false", "f", "no", "n", "off")
+
+
+class GroupedCommand(TyperCommand):
+    """Plain click help (one "Error:" line for bad values, no rich panels), with the
+    options listed under the headings in GROUPS."""
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments = []
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                group = getattr(param, "rich_help_panel", None) or OTHER
+                groups.setdefault(group, []).append(record)
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        for group in sorted(groups, key=lambda g: GROUPS.index(g) if g in GROUPS else 99):
+            with formatter.section(group):
+                formatter.write_dl(groups[group])
 
 
 def _choice(values: tuple[str, ...] | list[str], *, lower: bool = False) -> Any:
@@ -60,6 +119,37 @@ def _parse_loop(value: str) -> str:
     )
 
 
+def _parse_bool(value: Any) -> bool:
+    """A boolean that takes a value (``--ws-per-message-deflate false``), as Uvicorn's."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise typer.BadParameter(f"{value!r} is not a boolean: use true or false.")
+
+
+# ssl._SSLMethod values (PROTOCOL_TLS_SERVER = 17, ...), for a readable --ssl-version error.
+_SSL_VERSIONS = {int(method): method.name for method in ssl._SSLMethod}
+_CERT_REQS = {int(mode): mode.name for mode in ssl.VerifyMode}
+
+
+def _int_choice(names: dict[int, str]) -> Any:
+    def parse(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if number in names:
+            return number
+        accepted = ", ".join(f"{n} ({name})" for n, name in sorted(names.items()))
+        raise typer.BadParameter(f"{value!r} is not one of {accepted}.")
+
+    return parse
+
+
 def _parse_header(value: str) -> str:
     """Check the NAME:VALUE shape here, so a typo is a usage error, not a traceback."""
     name, sep, _ = value.partition(":")
@@ -77,11 +167,17 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _opt(flag: str, help: str, **kwargs: Any) -> Any:
-    """An option that can also come from ``PALFREY_<NAME>``."""
+def _opt(flag: str, help: str, group: str, **kwargs: Any) -> Any:
+    """An option that can also come from ``PALFREY_<NAME>``, listed under ``group``."""
     name = flag.split("/")[0].lstrip("-")
     kwargs.setdefault("envvar", _env(name))
-    return typer.Option(flag, help=help, show_envvar=kwargs["envvar"] is not None, **kwargs)
+    return typer.Option(
+        flag,
+        help=help,
+        show_envvar=kwargs["envvar"] is not None,
+        rich_help_panel=group,
+        **kwargs,
+    )
 
 
 def _headers_from_env() -> list[str]:
@@ -96,11 +192,14 @@ cli = typer.Typer(
     # Plain click output: a bad value is one "Error: ..." line, not a rich panel.
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
-@cli.command(help="Run the ASGI application APP (an import string, e.g. main:app).")
+@cli.command(
+    cls=GroupedCommand,
+    help="Run the ASGI application APP (an import string, e.g. main:app).",
+)
 def serve(
     ctx: typer.Context,
     app: Annotated[
@@ -113,25 +212,94 @@ def serve(
             help="The ASGI app as module:attribute, e.g. main:app or palfrey.demo:app.",
         ),
     ] = None,
-    host: Annotated[str, _opt("--host", "Bind socket to this host.")] = DEFAULTS["host"],
+    # -- Application ---------------------------------------------------------------------
+    factory: Annotated[
+        bool,
+        _opt(
+            "--factory",
+            "Treat APP as an application factory, i.e. a () -> <ASGI app> callable.",
+            APPLICATION,
+        ),
+    ] = DEFAULTS["factory"],
+    app_dir: Annotated[
+        str,
+        _opt(
+            "--app-dir",
+            "Look for APP in the specified directory, by adding this to the PYTHONPATH. "
+            "Defaults to the current working directory.",
+            APPLICATION,
+        ),
+    ] = DEFAULTS["app_dir"],
+    interface: Annotated[
+        str,
+        _opt(
+            "--interface",
+            "Select ASGI3, ASGI2, or WSGI as the application interface.",
+            APPLICATION,
+            parser=_choice(INTERFACE_CHOICES),
+            metavar=_metavar(INTERFACE_CHOICES),
+        ),
+    ] = DEFAULTS["interface"],
+    lifespan: Annotated[
+        str,
+        _opt(
+            "--lifespan",
+            "Lifespan implementation.",
+            APPLICATION,
+            parser=_choice(LIFESPAN_CHOICES),
+            metavar=_metavar(LIFESPAN_CHOICES),
+        ),
+    ] = DEFAULTS["lifespan"],
+    env_file: Annotated[
+        Path | None,
+        _opt(
+            "--env-file",
+            "Environment configuration file (python-dotenv).",
+            APPLICATION,
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = DEFAULTS["env_file"],
+    reset_contextvars: Annotated[
+        bool,
+        _opt(
+            "--reset-contextvars",
+            "Run each ASGI request in a fresh contextvars.Context. Hides context set in the "
+            "lifespan.",
+            APPLICATION,
+        ),
+    ] = DEFAULTS["reset_contextvars"],
+    # -- Socket binding ------------------------------------------------------------------
+    host: Annotated[str, _opt("--host", "Bind socket to this host.", BINDING)] = DEFAULTS["host"],
     port: Annotated[
         int,
         _opt(
             "--port",
             "Bind socket to this port. If 0, an available port will be picked.",
+            BINDING,
             min=0,
             max=65535,
         ),
     ] = DEFAULTS["port"],
-    uds: Annotated[str | None, _opt("--uds", "Bind to a UNIX domain socket.")] = DEFAULTS["uds"],
+    uds: Annotated[str | None, _opt("--uds", "Bind to a UNIX domain socket.", BINDING)] = DEFAULTS[
+        "uds"
+    ],
     fd: Annotated[
-        int | None, _opt("--fd", "Bind to socket from this file descriptor.", min=0)
+        int | None,
+        _opt("--fd", "Bind to socket from this file descriptor.", BINDING, min=0),
     ] = DEFAULTS["fd"],
+    backlog: Annotated[
+        int,
+        _opt("--backlog", "Maximum number of connections to hold in backlog.", BINDING, min=0),
+    ] = DEFAULTS["backlog"],
+    # -- Event loop and protocols --------------------------------------------------------
     loop: Annotated[
         str,
         _opt(
             "--loop",
-            "Event loop: auto (uvloop if installed), asyncio, uvloop, none, or module:factory.",
+            "Event loop: auto (uvloop if installed), asyncio, uvloop, none, or module:factory. "
+            "zuvloop is accepted and served on uvloop.",
+            PROTOCOLS,
             parser=_parse_loop,
             metavar="[auto|asyncio|uvloop|none|MODULE:FACTORY]",
         ),
@@ -140,47 +308,65 @@ def serve(
         str,
         _opt(
             "--http",
-            "HTTP implementation. httptools and h11 are accepted and mapped to Palfrey's own.",
+            "HTTP implementation. httptools, h11 and zttp are accepted and mapped to "
+            "Palfrey's own.",
+            PROTOCOLS,
             parser=_choice(HTTP_CHOICES),
             metavar=_metavar(HTTP_CHOICES),
         ),
     ] = DEFAULTS["http"],
+    http2: Annotated[
+        bool,
+        _opt("--http2", "Enable HTTP/2 (not supported: refused at startup).", PROTOCOLS),
+    ] = DEFAULTS["http2"],
+    # -- WebSocket -----------------------------------------------------------------------
     ws: Annotated[
         str,
         _opt(
             "--ws",
             "WebSocket implementation (stored; WebSocket support lands in a later version).",
+            WEBSOCKET,
             parser=_choice(WS_CHOICES),
             metavar=_metavar(WS_CHOICES),
         ),
     ] = DEFAULTS["ws"],
-    lifespan: Annotated[
+    ws_max_size: Annotated[
+        int, _opt("--ws-max-size", "WebSocket max size message in bytes.", WEBSOCKET, min=1)
+    ] = DEFAULTS["ws_max_size"],
+    ws_max_queue: Annotated[
+        int,
+        _opt(
+            "--ws-max-queue",
+            "The maximum length of the WebSocket message queue.",
+            WEBSOCKET,
+            min=1,
+        ),
+    ] = DEFAULTS["ws_max_queue"],
+    ws_ping_interval: Annotated[
+        float,
+        _opt("--ws-ping-interval", "WebSocket ping interval in seconds.", WEBSOCKET, min=0),
+    ] = DEFAULTS["ws_ping_interval"],
+    ws_ping_timeout: Annotated[
+        float,
+        _opt("--ws-ping-timeout", "WebSocket ping timeout in seconds.", WEBSOCKET, min=0),
+    ] = DEFAULTS["ws_ping_timeout"],
+    ws_per_message_deflate: Annotated[
         str,
         _opt(
-            "--lifespan",
-            "Lifespan implementation.",
-            parser=_choice(LIFESPAN_CHOICES),
-            metavar=_metavar(LIFESPAN_CHOICES),
+            "--ws-per-message-deflate",
+            "WebSocket per-message-deflate compression (true or false).",
+            WEBSOCKET,
+            parser=_parse_bool,
+            metavar="BOOLEAN",
         ),
-    ] = DEFAULTS["lifespan"],
-    interface: Annotated[
-        str,
-        _opt(
-            "--interface",
-            "Select ASGI3, ASGI2, or WSGI as the application interface.",
-            parser=_choice(INTERFACE_CHOICES),
-            metavar=_metavar(INTERFACE_CHOICES),
-        ),
-    ] = DEFAULTS["interface"],
-    env_file: Annotated[
-        Path | None,
-        _opt("--env-file", "Environment configuration file.", exists=True, dir_okay=False),
-    ] = DEFAULTS["env_file"],
+    ] = DEFAULTS["ws_per_message_deflate"],
+    # -- Logging -------------------------------------------------------------------------
     log_config: Annotated[
         Path | None,
         _opt(
             "--log-config",
             "Logging configuration file. Supported formats: .ini, .json, .yaml.",
+            LOGGING,
             exists=True,
             dir_okay=False,
         ),
@@ -189,66 +375,148 @@ def serve(
         str | None,
         _opt(
             "--log-level",
-            "Log level. [default: info]",
+            "Log level. trace also logs every ASGI message. [default: info]",
+            LOGGING,
             parser=_choice(list(LOG_LEVELS), lower=True),
             metavar=_metavar(list(LOG_LEVELS)),
         ),
     ] = DEFAULTS["log_level"],
     access_log: Annotated[
-        bool, _opt("--access-log/--no-access-log", "Enable/Disable access log.")
+        bool, _opt("--access-log/--no-access-log", "Enable/Disable access log.", LOGGING)
     ] = DEFAULTS["access_log"],
     use_colors: Annotated[
         bool | None,
         _opt(
             "--use-colors/--no-use-colors",
             "Enable/Disable colorized logging. [default: on a terminal]",
+            LOGGING,
         ),
     ] = DEFAULTS["use_colors"],
-    proxy_headers: Annotated[
-        bool,
-        _opt(
-            "--proxy-headers/--no-proxy-headers",
-            "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote "
-            "address info (stored; the proxy-headers middleware lands in a later version).",
-        ),
-    ] = DEFAULTS["proxy_headers"],
-    server_header: Annotated[
-        bool, _opt("--server-header/--no-server-header", "Enable/Disable default Server header.")
-    ] = DEFAULTS["server_header"],
-    date_header: Annotated[
-        bool, _opt("--date-header/--no-date-header", "Enable/Disable default Date header.")
-    ] = DEFAULTS["date_header"],
-    forwarded_allow_ips: Annotated[
-        str | None,
-        _opt(
-            "--forwarded-allow-ips",
-            "Comma separated list of IP Addresses, IP Networks, or literals to trust with proxy "
-            "headers. Defaults to $FORWARDED_ALLOW_IPS or '127.0.0.1,::1'. '*' trusts everything.",
-        ),
-    ] = DEFAULTS["forwarded_allow_ips"],
+    # -- HTTP responses ------------------------------------------------------------------
     root_path: Annotated[
         str,
         _opt(
             "--root-path",
             "Set the ASGI 'root_path' for applications submounted below a given URL path.",
+            HTTP,
         ),
     ] = DEFAULTS["root_path"],
+    server_header: Annotated[
+        bool,
+        _opt("--server-header/--no-server-header", "Enable/Disable default Server header.", HTTP),
+    ] = DEFAULTS["server_header"],
+    date_header: Annotated[
+        bool,
+        _opt("--date-header/--no-date-header", "Enable/Disable default Date header.", HTTP),
+    ] = DEFAULTS["date_header"],
+    headers: Annotated[
+        list[str] | None,
+        _opt(
+            "--header",
+            "Custom default HTTP response header as Name:Value; repeatable. "
+            "In $PALFREY_HEADER, separate several with newlines.",
+            HTTP,
+            parser=_parse_header,
+            envvar=None,
+            metavar="NAME:VALUE",
+        ),
+    ] = None,
+    # -- Proxies -------------------------------------------------------------------------
+    proxy_headers: Annotated[
+        bool,
+        _opt(
+            "--proxy-headers/--no-proxy-headers",
+            "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and "
+            "remote address info, from peers trusted by --forwarded-allow-ips.",
+            PROXIES,
+        ),
+    ] = DEFAULTS["proxy_headers"],
+    forwarded_allow_ips: Annotated[
+        str | None,
+        _opt(
+            "--forwarded-allow-ips",
+            "Comma separated list of IP Addresses, IP Networks, or literals (e.g. UNIX Socket "
+            "path) to trust with proxy headers. Defaults to $FORWARDED_ALLOW_IPS or "
+            "'127.0.0.1,::1'. '*' trusts everything.",
+            PROXIES,
+        ),
+    ] = DEFAULTS["forwarded_allow_ips"],
+    forwarded_host: Annotated[
+        bool,
+        _opt(
+            "--forwarded-host/--no-forwarded-host",
+            "Also apply X-Forwarded-Host and X-Forwarded-Port from trusted proxies (to the "
+            "host header and server address).",
+            PROXIES,
+        ),
+    ] = DEFAULTS["forwarded_host"],
+    forwarded_rfc7239: Annotated[
+        bool,
+        _opt(
+            "--forwarded-rfc7239/--no-forwarded-rfc7239",
+            "Also apply the RFC 7239 Forwarded header (for, proto, host) from trusted proxies; "
+            "when present it is used instead of X-Forwarded-*.",
+            PROXIES,
+        ),
+    ] = DEFAULTS["forwarded_rfc7239"],
+    # -- TLS -----------------------------------------------------------------------------
+    ssl_keyfile: Annotated[str | None, _opt("--ssl-keyfile", "SSL key file.", TLS)] = DEFAULTS[
+        "ssl_keyfile"
+    ],
+    ssl_certfile: Annotated[
+        str | None, _opt("--ssl-certfile", "SSL certificate file.", TLS)
+    ] = DEFAULTS["ssl_certfile"],
+    ssl_keyfile_password: Annotated[
+        str | None, _opt("--ssl-keyfile-password", "SSL keyfile password.", TLS)
+    ] = DEFAULTS["ssl_keyfile_password"],
+    ssl_version: Annotated[
+        int,
+        _opt(
+            "--ssl-version",
+            "SSL version to use (see stdlib ssl module's PROTOCOL_*).",
+            TLS,
+            parser=_int_choice(_SSL_VERSIONS),
+            metavar="INTEGER",
+        ),
+    ] = int(DEFAULTS["ssl_version"]),
+    ssl_cert_reqs: Annotated[
+        int,
+        _opt(
+            "--ssl-cert-reqs",
+            "Whether client certificate is required (see stdlib ssl module's CERT_*).",
+            TLS,
+            parser=_int_choice(_CERT_REQS),
+            metavar="INTEGER",
+        ),
+    ] = int(DEFAULTS["ssl_cert_reqs"]),
+    ssl_ca_certs: Annotated[
+        str | None, _opt("--ssl-ca-certs", "CA certificates file.", TLS)
+    ] = DEFAULTS["ssl_ca_certs"],
+    ssl_ciphers: Annotated[
+        str | None,
+        _opt(
+            "--ssl-ciphers",
+            "Ciphers to use (see stdlib ssl module's). Defaults to OpenSSL's safe defaults.",
+            TLS,
+        ),
+    ] = DEFAULTS["ssl_ciphers"],
+    # -- Limits and timeouts -------------------------------------------------------------
     limit_concurrency: Annotated[
         int | None,
         _opt(
             "--limit-concurrency",
-            "Maximum number of concurrent connections or tasks to allow, before issuing HTTP 503 responses.",
+            "Maximum number of concurrent connections or tasks to allow, before issuing "
+            "HTTP 503 responses.",
+            LIMITS,
             min=1,
         ),
     ] = DEFAULTS["limit_concurrency"],
-    backlog: Annotated[
-        int, _opt("--backlog", "Maximum number of connections to hold in backlog.", min=0)
-    ] = DEFAULTS["backlog"],
     limit_max_requests: Annotated[
         int | None,
         _opt(
             "--limit-max-requests",
             "Maximum number of requests to service before terminating the process.",
+            LIMITS,
             min=1,
         ),
     ] = DEFAULTS["limit_max_requests"],
@@ -257,6 +525,7 @@ def serve(
         _opt(
             "--limit-max-requests-jitter",
             "Maximum jitter to add to limit_max_requests, so workers do not restart all at once.",
+            LIMITS,
             min=0,
         ),
     ] = DEFAULTS["limit_max_requests_jitter"],
@@ -264,7 +533,9 @@ def serve(
         float,
         _opt(
             "--timeout-keep-alive",
-            "Close Keep-Alive connections if no new data is received within this timeout (in seconds).",
+            "Close Keep-Alive connections if no new data is received within this timeout "
+            "(in seconds).",
+            LIMITS,
             min=0,
         ),
     ] = DEFAULTS["timeout_keep_alive"],
@@ -273,36 +544,17 @@ def serve(
         _opt(
             "--timeout-graceful-shutdown",
             "Maximum number of seconds to wait for graceful shutdown.",
+            LIMITS,
             min=0,
         ),
     ] = DEFAULTS["timeout_graceful_shutdown"],
-    headers: Annotated[
-        list[str] | None,
-        _opt(
-            "--header",
-            "Custom default HTTP response header as Name:Value; repeatable. "
-            "In $PALFREY_HEADER, separate several with newlines.",
-            parser=_parse_header,
-            envvar=None,
-            metavar="NAME:VALUE",
-        ),
-    ] = None,
-    factory: Annotated[
-        bool,
-        _opt("--factory", "Treat APP as an application factory, i.e. a () -> <ASGI app> callable."),
-    ] = DEFAULTS["factory"],
-    app_dir: Annotated[
-        str,
-        _opt(
-            "--app-dir",
-            "Look for APP in the specified directory, by adding this to the PYTHONPATH. "
-            "Defaults to the current working directory.",
-        ),
-    ] = DEFAULTS["app_dir"],
     limit_header_size: Annotated[
         int,
         _opt(
-            "--limit-header-size", "Largest request header section in bytes; larger -> 431.", min=1
+            "--limit-header-size",
+            "Largest request header section in bytes; larger -> 431.",
+            LIMITS,
+            min=1,
         ),
     ] = DEFAULTS["limit_header_size"],
     limit_header_line_size: Annotated[
@@ -310,18 +562,20 @@ def serve(
         _opt(
             "--limit-header-line-size",
             "Longest single request header line in bytes; longer -> 431.",
+            LIMITS,
             min=1,
         ),
     ] = DEFAULTS["limit_header_line_size"],
     limit_header_count: Annotated[
         int,
-        _opt("--limit-header-count", "Most request headers allowed; more -> 431.", min=1),
+        _opt("--limit-header-count", "Most request headers allowed; more -> 431.", LIMITS, min=1),
     ] = DEFAULTS["limit_header_count"],
     limit_target_size: Annotated[
         int,
         _opt(
             "--limit-target-size",
             "Longest request target (path and query) in bytes; longer -> 414.",
+            LIMITS,
             min=1,
         ),
     ] = DEFAULTS["limit_target_size"],
@@ -330,9 +584,89 @@ def serve(
         _opt(
             "--limit-body-size",
             "Largest request body in bytes; larger -> 413. [default: unlimited]",
+            LIMITS,
             min=0,
         ),
     ] = DEFAULTS["limit_body_size"],
+    # -- Processes and reload ------------------------------------------------------------
+    workers: Annotated[
+        int | None,
+        _opt(
+            "--workers",
+            "Number of worker processes. Defaults to $WEB_CONCURRENCY or 1. Not valid with "
+            "--reload. (Stored; until the supervisor lands, one process serves.)",
+            PROCESSES,
+            min=1,
+        ),
+    ] = DEFAULTS["workers"],
+    timeout_worker_healthcheck: Annotated[
+        float,
+        _opt(
+            "--timeout-worker-healthcheck",
+            "Maximum number of seconds to wait for a worker to respond to a healthcheck.",
+            PROCESSES,
+            min=0,
+        ),
+    ] = DEFAULTS["timeout_worker_healthcheck"],
+    reload: Annotated[
+        bool,
+        _opt(
+            "--reload",
+            "Enable auto-reload (stored; until the reloader lands, serves without reloading).",
+            PROCESSES,
+        ),
+    ] = DEFAULTS["reload"],
+    reload_dirs: Annotated[
+        list[Path] | None,
+        _opt(
+            "--reload-dir",
+            "Set reload directories explicitly, instead of using the current working "
+            "directory. Repeatable.",
+            PROCESSES,
+            exists=True,
+            file_okay=False,
+            metavar="DIR",
+        ),
+    ] = None,
+    reload_includes: Annotated[
+        list[str] | None,
+        _opt(
+            "--reload-include",
+            "Glob pattern of files to watch (default '*.py'). Repeatable.",
+            PROCESSES,
+            metavar="GLOB",
+        ),
+    ] = None,
+    reload_excludes: Annotated[
+        list[str] | None,
+        _opt(
+            "--reload-exclude",
+            "Glob pattern of files not to watch (default '.*, .py[cod], .sw.*, ~*'). Repeatable.",
+            PROCESSES,
+            metavar="GLOB",
+        ),
+    ] = None,
+    reload_delay: Annotated[
+        float,
+        _opt(
+            "--reload-delay",
+            "Delay between previous and next check if application needs to be reloaded.",
+            PROCESSES,
+            min=0,
+        ),
+    ] = DEFAULTS["reload_delay"],
+    # -- Uvicorn compatibility -----------------------------------------------------------
+    h11_max_incomplete_event_size: Annotated[
+        int | None,
+        _opt(
+            "--h11-max-incomplete-event-size",
+            "For h11, the maximum number of bytes to buffer of an incomplete event. "
+            "Palfrey does not use h11: see --limit-header-size.",
+            COMPAT,
+            min=0,
+        ),
+    ] = DEFAULTS["h11_max_incomplete_event_size"],
+    # -- Other ---------------------------------------------------------------------------
     version: Annotated[
         bool,
         typer.Option(
@@ -341,6 +675,7 @@ def serve(
             is_eager=True,
             expose_value=True,
             help="Display the palfrey version and exit.",
+            rich_help_panel=OTHER,
         ),
     ] = False,
 ) -> None:
@@ -362,9 +697,21 @@ def serve(
         fd=fd,
         loop=loop,
         http=http,
+        http2=http2,
         ws=ws,
+        ws_max_size=ws_max_size,
+        ws_max_queue=ws_max_queue,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
+        ws_per_message_deflate=ws_per_message_deflate,
         lifespan=lifespan,
         interface=interface,
+        reload=reload,
+        reload_dirs=[str(d) for d in reload_dirs] if reload_dirs else None,
+        reload_includes=list(reload_includes) if reload_includes else None,
+        reload_excludes=list(reload_excludes) if reload_excludes else None,
+        reload_delay=reload_delay,
+        workers=workers,
         env_file=env_file,
         log_level=log_level,
         access_log=access_log,
@@ -373,6 +720,8 @@ def serve(
         server_header=server_header,
         date_header=date_header,
         forwarded_allow_ips=forwarded_allow_ips,
+        forwarded_host=forwarded_host,
+        forwarded_rfc7239=forwarded_rfc7239,
         root_path=root_path,
         limit_concurrency=limit_concurrency,
         backlog=backlog,
@@ -380,9 +729,19 @@ def serve(
         limit_max_requests_jitter=limit_max_requests_jitter,
         timeout_keep_alive=timeout_keep_alive,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
+        timeout_worker_healthcheck=timeout_worker_healthcheck,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile_password=ssl_keyfile_password,
+        ssl_version=ssl_version,
+        ssl_cert_reqs=ssl_cert_reqs,
+        ssl_ca_certs=ssl_ca_certs,
+        ssl_ciphers=ssl_ciphers,
         headers=[tuple(header.split(":", 1)) for header in headers or []],
         factory=factory,
         app_dir=app_dir,
+        h11_max_incomplete_event_size=h11_max_incomplete_event_size,
+        reset_contextvars=reset_contextvars,
         limit_header_size=limit_header_size,
         limit_header_line_size=limit_header_line_size,
         limit_header_count=limit_header_count,
@@ -392,6 +751,15 @@ def serve(
     )
 
 
+def adopt_uvicorn_env(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Read ``UVICORN_<NAME>`` as ``PALFREY_<NAME>`` when the latter is unset, so a
+    Dockerfile or unit file written for Uvicorn keeps its settings after the rename."""
+    for key, value in list(environ.items()):
+        if key.startswith("UVICORN_"):
+            environ.setdefault(ENV_PREFIX + key[len("UVICORN_") :], value)
+
+
 def main() -> None:
     """Console-script entry point (``palfrey``)."""
+    adopt_uvicorn_env()
     cli()

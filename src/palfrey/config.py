@@ -40,10 +40,10 @@ LOG_LEVELS: dict[str, int] = {
 }
 
 # Named choices; --loop also takes a "module:factory" import string.
-LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
+LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none", "zuvloop")
 # One HTTP implementation: ours. Uvicorn's names are accepted so existing command lines
 # keep working, and mapped to the compiled core with a warning.
-HTTP_CHOICES = ("auto", "palfrey", "httptools", "h11")
+HTTP_CHOICES = ("auto", "palfrey", "httptools", "h11", "zttp")
 WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
@@ -121,6 +121,9 @@ class Config:
         limit_header_count: int = 100,  # -> 431
         limit_target_size: int = 8192,  # request target -> 414
         limit_body_size: int | None = None,  # -> 413; None = unlimited, as Uvicorn
+        # Beyond Uvicorn: more proxy headers, opt-in, under the --forwarded-allow-ips rule.
+        forwarded_host: bool = False,  # X-Forwarded-Host / X-Forwarded-Port
+        forwarded_rfc7239: bool = False,  # RFC 7239 Forwarded
     ) -> None:
         self.app = app
         self.host = host
@@ -176,17 +179,16 @@ class Config:
         if workers is None and "WEB_CONCURRENCY" in os.environ:
             self.workers = int(os.environ["WEB_CONCURRENCY"])
         self.timeout_worker_healthcheck = timeout_worker_healthcheck
-        # Stored, not acted on yet: the proxy-headers middleware is the proxies issue
-        # (SPEC.md section 6). Until then the peer address is the client: never trusting
-        # X-Forwarded-* is the safe side of not having it.
+        # Proxy headers (SPEC.md section 6): middleware/proxy_headers.py, wrapped in load().
         self.proxy_headers = proxy_headers
+        self.forwarded_host = forwarded_host
+        self.forwarded_rfc7239 = forwarded_rfc7239
         self.forwarded_allow_ips: list[str] | str = (
             os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
             if forwarded_allow_ips is None
             else forwarded_allow_ips
         )
-        # Stored, not acted on yet: TLS is the TLS issue (SPEC.md section 7); load()
-        # refuses to start with TLS asked for rather than serve plain HTTP silently.
+        # TLS (SPEC.md section 7): load() builds self.ssl, the server listens with it.
         self.ssl_keyfile = ssl_keyfile
         self.ssl_certfile = ssl_certfile
         self.ssl_keyfile_password = ssl_keyfile_password
@@ -197,8 +199,7 @@ class Config:
         self.ssl_context_factory = ssl_context_factory
         self.ssl: ssl.SSLContext | None = None
         # Accepted for Uvicorn compatibility, no effect: h11 is not used (our
-        # limit_header_size bounds the same thing), and per-request fresh contexts are
-        # not implemented yet.
+        # limit_header_size bounds the same thing).
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
         self.reset_contextvars = reset_contextvars
 
@@ -326,6 +327,7 @@ class Config:
         assert not self.loaded
         self._refuse_unimplemented()
         self.http_protocol_class = self._load_http_protocol()
+        self.ssl = self._load_ssl()
         self.encoded_headers = self._encode_headers()
 
         from palfrey.lifespan import LifespanOff, LifespanOn
@@ -335,24 +337,56 @@ class Config:
         self.loaded_app = self._call_factory(self.load_app())
         if self.interface == "auto":
             self.interface = "asgi3" if _looks_like_asgi3(self.loaded_app) else "asgi2"
-        if self.interface == "asgi2":
-            self.loaded_app = _ASGI2Adapter(self.loaded_app)
-        # Later issues wrap here, as Uvicorn does: the ASGI message logger at
-        # --log-level trace, and the proxy-headers middleware.
+        # The wrapping order is Uvicorn's: adapter, message logger, proxy headers.
+        if self.interface == "wsgi":
+            from palfrey.middleware.wsgi import WSGIMiddleware
+
+            self.loaded_app = WSGIMiddleware(self.loaded_app)
+        elif self.interface == "asgi2":
+            from palfrey.middleware.asgi2 import ASGI2Middleware
+
+            self.loaded_app = ASGI2Middleware(self.loaded_app)
+        if self.reset_contextvars:
+            from palfrey.middleware.reset_contextvars import ResetContextvarsMiddleware
+
+            self.loaded_app = ResetContextvarsMiddleware(self.loaded_app)
+        if logger.getEffectiveLevel() <= TRACE_LOG_LEVEL:
+            from palfrey.middleware.message_logger import MessageLoggerMiddleware
+
+            self.loaded_app = MessageLoggerMiddleware(self.loaded_app)
+        if self.proxy_headers:
+            from palfrey.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            self.loaded_app = ProxyHeadersMiddleware(
+                self.loaded_app,
+                trusted_hosts=self.forwarded_allow_ips,
+                forwarded_host=self.forwarded_host,
+                forwarded_rfc7239=self.forwarded_rfc7239,
+                unix_socket_path=self._unix_socket_path(),
+            )
         self.loaded = True
+
+    def _unix_socket_path(self) -> str | None:
+        """The path of the unix socket served, if any (for the proxy trust rule)."""
+        if self.uds is not None:
+            return self.uds
+        if self.fd is not None:
+            try:
+                with socket.socket(fileno=os.dup(self.fd)) as sock:
+                    name = sock.getsockname()
+            except OSError:
+                return None
+            return name if isinstance(name, str) and name else None
+        return None
 
     def _refuse_unimplemented(self) -> None:
         """Fail at startup, loudly, for what this version cannot serve correctly."""
         problems = []
         if self.http2:
             problems.append("HTTP/2 (http2=True) is not supported.")
-        if self.is_ssl:
-            problems.append("TLS (ssl_* options) is not supported yet.")
-        if self.interface == "wsgi":
-            problems.append("--interface wsgi is not supported yet.")
         if not isinstance(self.http, str):
             problems.append(
-                "http= takes a name (auto, palfrey, httptools, h11); Palfrey cannot run "
+                "http= takes a name (auto, palfrey, httptools, h11, zttp); Palfrey cannot run "
                 f"a foreign protocol class ({self.http!r})."
             )
         for problem in problems:
@@ -360,8 +394,48 @@ class Config:
         if problems:
             sys.exit(STARTUP_FAILURE)
 
+    def _load_ssl(self) -> ssl.SSLContext | None:
+        """The server's SSLContext: from ``ssl_context_factory(config, default_factory)``
+        when given (Uvicorn 0.54's signature), else from the ssl_* options. A certificate,
+        key or password that does not load is a startup failure (exit 3), not a traceback."""
+
+        def default_factory() -> ssl.SSLContext:
+            if not self.ssl_certfile:
+                raise RuntimeError(
+                    "The default SSL context factory needs ssl_certfile; pass it, or build "
+                    "the SSLContext inside ssl_context_factory without calling the default."
+                )
+            return create_ssl_context(
+                certfile=self.ssl_certfile,
+                keyfile=self.ssl_keyfile,
+                password=self.ssl_keyfile_password,
+                ssl_version=self.ssl_version,
+                cert_reqs=self.ssl_cert_reqs,
+                ca_certs=self.ssl_ca_certs,
+                ciphers=self.ssl_ciphers,
+            )
+
+        if self.ssl_context_factory is None and not self.is_ssl:
+            return None
+        if self.ssl_context_factory is None and not self.ssl_certfile:
+            logger.error("TLS needs a certificate: --ssl-keyfile was given without --ssl-certfile.")
+            sys.exit(STARTUP_FAILURE)
+        try:
+            if self.ssl_context_factory is not None:
+                context = self.ssl_context_factory(self, default_factory)
+            else:
+                context = default_factory()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            logger.error("Error loading the TLS certificate or key: %s", exc)
+            sys.exit(STARTUP_FAILURE)
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(
+                f"ssl_context_factory must return an ssl.SSLContext, got {type(context).__name__}"
+            )
+        return context
+
     def _load_http_protocol(self) -> type[asyncio.BaseProtocol]:
-        if self.http in ("httptools", "h11"):
+        if self.http in ("httptools", "h11", "zttp"):
             logger.warning(
                 "--http %s requested: Palfrey always serves HTTP/1.1 with its own "
                 "compiled parser (llhttp); using it.",
@@ -421,6 +495,10 @@ class Config:
             return None
         if self.loop == "asyncio":
             return asyncio.SelectorEventLoop
+        if self.loop == "zuvloop":
+            # Uvicorn 0.54's experimental loop; not a dependency here: serve on uvloop.
+            logger.warning("--loop zuvloop is not supported by Palfrey; using uvloop.")
+            self.loop = "uvloop"
         if self.loop in ("auto", "uvloop"):
             try:
                 import uvloop
@@ -469,6 +547,26 @@ class Config:
             log_running(self, port=sock.getsockname()[1])
         sock.set_inheritable(True)
         return sock
+
+
+def create_ssl_context(
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None,
+    password: str | None,
+    ssl_version: int,
+    cert_reqs: int,
+    ca_certs: str | os.PathLike[str] | None,
+    ciphers: str | None,
+) -> ssl.SSLContext:
+    """The server context the ssl_* options describe (Uvicorn's function, same arguments)."""
+    context = ssl.SSLContext(ssl_version)
+    context.load_cert_chain(certfile, keyfile, (lambda: password) if password else None)
+    context.verify_mode = ssl.VerifyMode(cert_reqs)
+    if ca_certs:
+        context.load_verify_locations(ca_certs)
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context
 
 
 # Every Config parameter's default, read from the signature above, so the CLI can use
@@ -549,17 +647,3 @@ def _looks_like_asgi3(app: Any) -> bool:
     if inspect.isfunction(app):
         return False
     return callable(app) and inspect.iscoroutinefunction(type(app).__call__)
-
-
-class _ASGI2Adapter:
-    """Run an ASGI2 app (``app(scope)`` returns ``instance(receive, send)``) as ASGI3.
-
-    Small enough to live here until the middleware/ package exists.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        instance = self.app(scope)
-        await instance(receive, send)

@@ -189,24 +189,33 @@ class Server:
             # Sockets bound by a parent (workers, reload, gunicorn): serve each one.
             for sock in sockets:
                 self.servers.append(
-                    await loop.create_server(create_protocol, sock=sock, backlog=config.backlog)
+                    await loop.create_server(
+                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
                 )
             return sockets
 
         if config.fd is not None:
             server = await loop.create_server(
-                create_protocol, sock=socket_from_fd(config.fd), backlog=config.backlog
+                create_protocol,
+                sock=socket_from_fd(config.fd),
+                ssl=config.ssl,
+                backlog=config.backlog,
             )
         elif config.uds is not None:
             server = await loop.create_unix_server(
-                create_protocol, path=config.uds, backlog=config.backlog
+                create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog
             )
             os.chmod(config.uds, 0o666)  # any local user may connect (SPEC.md section 5)
         else:
             # host/port rather than one pre-bound socket: create_server binds every
             # address the host resolves to (e.g. "localhost" -> 127.0.0.1 and ::1).
             server = await loop.create_server(
-                create_protocol, host=config.host, port=config.port, backlog=config.backlog
+                create_protocol,
+                host=config.host,
+                port=config.port,
+                ssl=config.ssl,
+                backlog=config.backlog,
             )
         self.servers = [server]
         return list(server.sockets or [])
