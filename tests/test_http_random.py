@@ -1,0 +1,168 @@
+"""Randomised (fixed seed) requests, fragmented at random points, checked against the scope
+the test itself expects. Aimed at buffer-boundary bugs in the compiled parser."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+from urllib.parse import unquote
+
+import pytest
+
+from tests.conftest import RawConn
+
+KNOWN_NAMES = [
+    "Host",
+    "User-Agent",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Cookie",
+    "Content-Type",
+    "Referer",
+    "Authorization",
+    "Cache-Control",
+    "X-Request-Id",
+    "X-Forwarded-For",
+    "Origin",
+    "If-None-Match",
+    "Connection",
+]
+TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
+VALUE_CHARS = string.ascii_letters + string.digits + " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+PATH_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/"
+
+
+@pytest.fixture(scope="module")
+def scope_server(module_server_factory):
+    return module_server_factory("tests.apps:scope_app")
+
+
+def random_request(rng: random.Random, big: bool = False) -> tuple[bytes, dict]:
+    method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH"])
+    segments = []
+    for _ in range(rng.randint(1, 4)):
+        seg = "".join(rng.choice(PATH_CHARS.replace("/", "")) for _ in range(rng.randint(1, 12)))
+        if rng.random() < 0.3:
+            seg += "%" + rng.choice(["20", "41", "C3%A9", "2F", "25"])
+        segments.append(seg)
+    raw_path = "/" + "/".join(segments)
+    query = ""
+    if rng.random() < 0.6:
+        query = "&".join(
+            f"{rng.choice('abcxyz')}={rng.randint(0, 999)}" for _ in range(rng.randint(1, 4))
+        )
+    target = raw_path + ("?" + query if query else "")
+    headers = [("host", "example.org")]
+    n_headers = rng.randint(0, 36 if big else 12)
+    for _ in range(n_headers):
+        if rng.random() < 0.5:
+            name = rng.choice(KNOWN_NAMES[1:-1])
+        else:
+            name = "X-" + "".join(rng.choice(TOKEN_CHARS) for _ in range(rng.randint(1, 20)))
+        name = rng.choice([name, name.lower(), name.upper()])
+        length = rng.randint(0, 1500 if big else 60)
+        value = "".join(rng.choice(VALUE_CHARS) for _ in range(length)).strip(" ")
+        headers.append((name, value))
+    body = b""
+    chunked = False
+    if method != "GET" and rng.random() < 0.8:
+        body = rng.randbytes(rng.randint(0, 20000 if big else 300))
+        chunked = rng.random() < 0.4
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{n}: {v}" for n, v in headers]
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        payload = bytearray()
+        pos = 0
+        while pos < len(body):
+            n = rng.randint(1, 5000)
+            piece = body[pos : pos + n]
+            payload += b"%x\r\n" % len(piece) + piece + b"\r\n"
+            pos += n
+        payload += b"0\r\n\r\n"
+    else:
+        if body or method != "GET":
+            lines.append(f"Content-Length: {len(body)}")
+        payload = body
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + bytes(payload)
+    expected_headers = [[n.lower(), v] for n, v in headers]
+    if chunked:
+        expected_headers.append(["transfer-encoding", "chunked"])
+    elif body or method != "GET":
+        expected_headers.append(["content-length", str(len(body))])
+    expected = {
+        "method": method,
+        "path": unquote(raw_path),
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": expected_headers,
+        "_body": body.decode("latin-1"),
+    }
+    return data, expected
+
+
+def split_randomly(rng: random.Random, data: bytes, max_parts: int) -> list[bytes]:
+    n = rng.randint(1, max_parts)
+    cuts = sorted(rng.sample(range(1, len(data)), min(n - 1, len(data) - 1)))
+    parts, prev = [], 0
+    for c in cuts + [len(data)]:
+        parts.append(data[prev:c])
+        prev = c
+    return parts
+
+
+def check(scope: dict, expected: dict, label) -> None:
+    got = {k: scope[k] for k in expected}
+    assert got == expected, label
+
+
+def test_random_requests_fragmented(scope_server):
+    rng = random.Random(20240601)
+    deadline = time.monotonic() + 30
+    for i in range(150):
+        data, expected = random_request(rng)
+        with RawConn(scope_server.port) as conn:
+            for j, part in enumerate(split_randomly(rng, data, 6)):
+                if j:
+                    time.sleep(0.001)
+                conn.send(part)
+            resp = conn.read_response()
+            assert resp.status == 200, (i, resp)
+            check(json.loads(resp.body), expected, (i, data[:300]))
+        assert time.monotonic() < deadline
+
+
+def test_random_big_requests_fragmented(scope_server):
+    # Header sections of tens of KiB and bodies of tens of KiB, cut at random points, so that
+    # names, values and chunk headers straddle the server's reads.
+    rng = random.Random(77)
+    deadline = time.monotonic() + 30
+    for i in range(40):
+        data, expected = random_request(rng, big=True)
+        with RawConn(scope_server.port, timeout=10) as conn:
+            for j, part in enumerate(split_randomly(rng, data, 12)):
+                if j:
+                    time.sleep(0.001)
+                conn.send(part)
+            resp = conn.read_response()
+            assert resp.status == 200, (i, resp)
+            check(json.loads(resp.body), expected, i)
+        assert time.monotonic() < deadline
+
+
+def test_random_pipelined_batches(scope_server):
+    rng = random.Random(4242)
+    for batch in range(8):
+        reqs = [random_request(rng, big=batch % 2 == 1) for _ in range(15)]
+        data = b"".join(r for r, _ in reqs)
+        with RawConn(scope_server.port, timeout=10) as conn:
+            for j, part in enumerate(split_randomly(rng, data, 20)):
+                if j and rng.random() < 0.5:
+                    time.sleep(0.001)
+                conn.send(part)
+            for i, (_, expected) in enumerate(reqs):
+                resp = conn.read_response()
+                assert resp.status == 200, (batch, i, resp)
+                check(json.loads(resp.body), expected, (batch, i))
