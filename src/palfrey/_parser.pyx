@@ -61,7 +61,6 @@ cdef object Task = asyncio.Task
 
 cdef bytes CRLF = b"\r\n"
 cdef bytes CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef str HTTP_1_1 = "1.1"
 cdef str HTTP_1_0 = "1.0"
 
@@ -131,7 +130,6 @@ cdef tuple KNOWN_HEADER_NAMES = (
     b"x-requested-with", b"content-encoding", b"keep-alive", b"via", b"accept-charset",
 )
 cdef bytes H_HOST = KNOWN_HEADER_NAMES[0]
-cdef bytes H_UPGRADE = KNOWN_HEADER_NAMES[13]
 cdef bytes H_EXPECT = KNOWN_HEADER_NAMES[15]
 cdef bytes H_TRANSFER_ENCODING = KNOWN_HEADER_NAMES[16]
 
