@@ -244,9 +244,9 @@ def test_uvicorn_env_end_to_end():
         (["--ssl-version", "99"], "--ssl-version", "17 (PROTOCOL_TLS_SERVER)"),
         (["--ssl-cert-reqs", "5"], "--ssl-cert-reqs", "2 (CERT_REQUIRED)"),
         (["--ws-per-message-deflate", "maybe"], "--ws-per-message-deflate", "true or false"),
-        (["--workers", "0"], "--workers", "greater than or equal to 1"),
+        (["--workers", "0"], "--workers", r"greater than or equal to 1|x>=1"),
         (["--header", "novalue"], "--header", "NAME:VALUE"),
-        (["--timeout-keep-alive", "-1"], "--timeout-keep-alive", "greater than or equal to 0"),
+        (["--timeout-keep-alive", "-1"], "--timeout-keep-alive", r"greater than or equal to 0|x>=0"),
         (["--env-file", "/nonexistent/.env"], "--env-file", "does not exist"),
         (["--log-config", "/nonexistent.json"], "--log-config", "does not exist"),
         (["--reload-dir", "/nonexistent-dir"], "--reload-dir", "does not exist"),
@@ -260,7 +260,8 @@ def test_bad_values_exit_2_with_one_line(invoke, args, option, accepted):
     assert len(errors) == 1, result.output
     assert option in errors[0], errors[0]
     if accepted:
-        assert accepted in errors[0], errors[0]
+        # The range wording is typer's and differs between its versions.
+        assert re.search(accepted, errors[0]) or accepted in errors[0], errors[0]
 
 
 def test_unknown_option_and_missing_app(invoke):

@@ -1,0 +1,1 @@
+"""Palfrey's benchmark harness: ``python -m benchmarks --help``. See README "Benchmarks"."""

@@ -1,0 +1,2 @@
+-- Scenario (i) hello: keep-alive GET / (one request in flight per connection).
+done = require("report").done
