@@ -252,6 +252,25 @@ async def r_odd(scope, receive, send, q):
         )
         await send({"type": "http.response.body", "body": bytearray(b"abc"), "more_body": True})
         await send({"type": "http.response.body", "body": b"def"})
+    elif kind == "many-headers":
+        # A ~1 MB response head: the output buffer has to grow.
+        headers = [(b"x-h%d" % i, bytes([97 + i % 26]) * 500) for i in range(2000)]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"2"), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+    elif kind == "big-chunked":
+        # Large chunks without content-length: chunk framing of 100 000-byte pieces.
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(20):
+            await send(
+                {"type": "http.response.body", "body": bytes([65 + i]) * 100_000, "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif kind == "empty-cl":
         await send(
             {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
@@ -265,6 +284,7 @@ BAD_FRAMING = {
     "cl-negative": (200, [(b"content-length", b"-1")], b""),
     "cl-two-values": (200, [(b"content-length", b"3"), (b"content-length", b"5")], b"abc"),
     "cl-and-te": (200, [(b"content-length", b"3"), (b"transfer-encoding", b"chunked")], b"abc"),
+    "cl-and-te-gzip": (200, [(b"content-length", b"3"), (b"transfer-encoding", b"gzip")], b"abc"),
     "body-on-204": (204, [], b"abc"),
     "body-on-304": (304, [], b"abc"),
 }
@@ -279,6 +299,22 @@ async def r_bad_framing(scope, receive, send, q):
         STATE[q.get("id", q["kind"])] = {"error": type(exc).__name__, "message": str(exc)}
         raise
     STATE[q.get("id", q["kind"])] = {"error": None}
+
+
+async def r_resp_headers(scope, receive, send, q):
+    # Response headers straight from the query string: /resp-headers?Name=value&...
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"2"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
 
 
 async def r_app_chunked(scope, receive, send, q):
@@ -582,6 +618,7 @@ ROUTES = {
     "/server-header": r_server_header,
     "/app-chunked": r_app_chunked,
     "/odd": r_odd,
+    "/resp-headers": r_resp_headers,
     "/bad-framing": r_bad_framing,
     "/connection-close": r_connection_close,
     "/slow": r_slow,

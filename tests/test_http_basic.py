@@ -658,3 +658,39 @@ def test_ipv6_scope(server_factory):
         assert scope["server"] == ["::1", s.port]
         assert scope["client"] == ["::1", conn.local_port]
         assert resp.status == 200
+
+
+def test_app_server_header_any_case_replaces_default(server):
+    resp, conn = raw_request(server.port, simple_get("/resp-headers?SeRvEr=Mixed"))
+    with conn:
+        servers = [v for k, v in resp.raw_headers if k.lower() == b"server"]
+        if IS_PALFREY:
+            assert servers == [b"Mixed"], resp.head
+        assert b"\r\nserver: Mixed\r\n" in resp.head  # name lower-cased, value raw
+
+
+def test_app_connection_close_any_case(server):
+    with RawConn(server.port) as conn:
+        conn.send(simple_get("/resp-headers?Connection=Keep-Alive,%20CLOSE") + simple_get("/"))
+        resp = conn.read_response()
+        assert resp.status == 200
+        assert conn.read_until_close(5) == b""
+
+
+def test_huge_response_head(server):
+    with RawConn(server.port, timeout=10) as conn:
+        conn.send(simple_get("/odd?kind=many-headers") + simple_get("/echo-path/next"))
+        resp = conn.read_response()
+        assert resp.status == 200 and resp.body == b"ok"
+        got = [(k, v) for k, v in resp.raw_headers if k.startswith(b"x-h")]
+        assert got == [(b"x-h%d" % i, bytes([97 + i % 26]) * 500) for i in range(2000)]
+        assert conn.read_response().body == b"/echo-path/next"
+
+
+def test_big_chunked_response(server):
+    with RawConn(server.port, timeout=10) as conn:
+        conn.send(simple_get("/odd?kind=big-chunked") + simple_get("/echo-path/next"))
+        resp = conn.read_response()
+        assert resp.chunked
+        assert resp.chunks == [bytes([65 + i]) * 100_000 for i in range(20)]
+        assert conn.read_response().body == b"/echo-path/next"

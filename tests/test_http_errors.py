@@ -285,6 +285,17 @@ def test_app_content_length_and_chunked_consistent(server):
         assert rest.startswith(b"abc"), data
 
 
+@pytest.mark.palfrey_only  # Uvicorn sends both headers and an unframed body.
+def test_app_content_length_and_other_coding(server):
+    # transfer-encoding: gzip (not chunked) next to content-length: the two framings disagree
+    # (RFC 9112 6.2, 6.3). Refuse, or send one coherent framing; never both headers.
+    data = _exchange(server, "cl-and-te-gzip")
+    if not data or data.startswith(b"HTTP/1.1 500 "):
+        return
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert not (b"\r\ntransfer-encoding:" in head and b"\r\ncontent-length:" in head), data
+
+
 @pytest.mark.parametrize("kind", ["body-on-204", "body-on-304"])
 def test_app_body_on_bodyless_status_not_written(server, kind):
     data = _exchange(server, kind)

@@ -245,3 +245,22 @@ def test_partial_request_head_closed(ka_server):
         assert conn.wait_closed(15.0), "incomplete request head kept open for 15 s"
         data = bytes(conn.received)
         assert data == b"" or data.startswith((b"HTTP/1.1 408 ", b"HTTP/1.1 400 ")), data
+
+
+def test_many_sequential_requests_one_connection(server):
+    # Buffer offsets must not drift over thousands of requests on one connection.
+    with RawConn(server.port) as conn:
+        for i in range(1500):
+            conn.send(get(f"/echo-path/{i}"))
+            assert conn.read_response().body == f"/echo-path/{i}".encode(), i
+
+
+def test_many_duplicate_headers_kept_in_order(module_server_factory):
+    s = module_server_factory("tests.apps:scope_app")
+    import json
+
+    req = b"GET / HTTP/1.1\r\n" + H + b"".join(b"Cookie: c=%d\r\n" % i for i in range(90)) + b"\r\n"
+    resp, conn = raw_request(s.port, req)
+    with conn:
+        headers = json.loads(resp.body)["headers"]
+        assert headers == [["host", "example.org"]] + [["cookie", f"c={i}"] for i in range(90)]

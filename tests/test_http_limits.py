@@ -249,8 +249,9 @@ def test_limit_concurrency(server_factory):
             assert_error_response(resp, conn, 503)
         check_one_warning(s, mark, "Exceeded concurrency limit.", access_log_allowed=True)
         # Logged like any response (as Uvicorn does).
-        assert s.wait_for_log(r'"GET /echo-path/second HTTP/1\.1" 503 Service Unavailable$',
-                              "stdout", 5, mark), s.since(mark, "stdout")
+        assert s.wait_for_log(
+            r'"GET /echo-path/second HTTP/1\.1" 503 Service Unavailable$', "stdout", 5, mark
+        ), s.since(mark, "stdout")
         # The in-flight request is unaffected.
         r = slow.read_response()
         assert r.status == 200 and r.body == b"slow done"
@@ -276,10 +277,39 @@ def test_custom_body_limit_chunked_unread(small):
     body = b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n"
     with RawConn(small.port) as conn:
         conn.send(
-            b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + body
-            + b"GET /echo-path/next HTTP/1.1\r\n" + H + b"\r\n"
+            b"POST / HTTP/1.1\r\n"
+            + H
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + body
+            + b"GET /echo-path/next HTTP/1.1\r\n"
+            + H
+            + b"\r\n"
         )
         first = conn.read_response()
         assert first.status in (413, 200), first
         rest = conn.read_until_close(5)
         assert b"/echo-path/next" not in rest, rest
+
+
+@pytestmark_palfrey
+def test_raised_header_size_limit_large_head(server_factory):
+    # With the section limit raised, a 560 KB head (70 lines of 8000 bytes) must arrive
+    # intact even when it is far larger than any input buffer and arrives in pieces.
+    import json
+
+    s = server_factory("tests.apps:scope_app", "--limit-header-size", "1048576")
+    values = [bytes([97 + i % 26]) * 8000 for i in range(70)]
+    req = (
+        b"GET /big-head HTTP/1.1\r\n"
+        + H
+        + b"".join(b"X-Big-%d: %s\r\n" % (i, v) for i, v in enumerate(values))
+        + b"\r\n"
+    )
+    with RawConn(s.port, timeout=10) as conn:
+        for i in range(0, len(req), 30011):
+            conn.send(req[i : i + 30011])
+        resp = conn.read_response()
+        assert resp.status == 200, resp
+        headers = json.loads(resp.body)["headers"]
+    assert headers[0] == ["host", "example.org"]
+    assert headers[1:] == [[f"x-big-{i}", v.decode()] for i, v in enumerate(values)]

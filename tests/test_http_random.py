@@ -32,6 +32,8 @@ KNOWN_NAMES = [
 ]
 TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 VALUE_CHARS = string.ascii_letters + string.digits + " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+# obs-text (0x80-0xFF) is legal in field values and must pass through untouched.
+VALUE_CHARS += "".join(map(chr, range(0x80, 0x100)))
 PATH_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/"
 
 

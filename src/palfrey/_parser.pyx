@@ -1058,7 +1058,8 @@ cdef class RequestCycle:
         cdef ServerContext ctx = conn.ctx
         cdef ByteBuffer* out = &conn.out
         cdef long long content_length = -1
-        cdef bint app_server = False, app_date = False, app_close = False, app_chunked = False
+        cdef bint app_server = False, app_date = False, app_close = False
+        cdef bint app_coded = False, app_chunked = False
         cdef Py_ssize_t name_start
         cdef Py_ssize_t response_start = out.length  # earlier pipelined responses may wait before it
         cdef HeaderKind kind
@@ -1075,12 +1076,13 @@ cdef class RequestCycle:
                 elif kind == KIND_CONNECTION:
                     app_close = app_close or _has_token(value, b"close", 5)
                 elif kind == KIND_TRANSFER_ENCODING:
+                    app_coded = True
                     app_chunked = _has_token(value, b"chunked", 7)
                 elif kind == KIND_SERVER:
                     app_server = True
                 elif kind == KIND_DATE:
                     app_date = True
-            if content_length >= 0 and app_chunked:
+            if content_length >= 0 and app_coded:
                 # RFC 9112 6.2: never both; a recipient could not tell where the body ends.
                 raise RuntimeError("Response has both content-length and transfer-encoding.")
         except BaseException:
@@ -1144,7 +1146,12 @@ cdef class RequestCycle:
             if self.framing == FRAME_CHUNKED:
                 _buffer_append(out, b"\r\n", 2)
         if more_body:
-            conn._flush()
+            # Chunks an app sends without waiting in between leave together, at the end of
+            # this loop pass; past GATHER_LIMIT they go now, so backpressure still applies.
+            if out.length < GATHER_LIMIT:
+                conn._request_flush()
+            else:
+                conn._flush()
             return
         if self.framing == FRAME_CHUNKED:
             _buffer_append(out, b"0\r\n\r\n", 5)
