@@ -46,7 +46,10 @@ class ServerContext:
         (``server`` and --header values); ``date_header`` adds the cached ``date`` line."""
 
     def tick(self, now: float) -> None:
-        """Once a second: refresh the cached Date line, close idle keep-alive connections."""
+        """Call often (server.py: every 0.1 s) with ``loop.time()``: it stamps idle
+        connections with that clock and, once per wall-clock second, rebuilds the cached Date
+        line (from ``time.time()``) and closes connections idle longer than the keep-alive
+        timeout. A connection whose request head is still incomplete then gets 408."""
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: close idle connections; in-flight responses finish with
@@ -56,7 +59,14 @@ class ServerContext:
         """After the graceful timeout: cancel the app tasks still running."""
 
 class HttpProtocol(asyncio.BufferedProtocol):
-    """One HTTP/1.1 connection. The loop reads straight into its preallocated buffer."""
+    """One HTTP/1.1 connection. The loop reads straight into its preallocated buffer.
+
+    Requests are answered strictly in order: the parser pauses at the end of each request
+    until its response is complete. Output is gathered in a per-connection buffer: a small
+    response leaves in one write, and the responses to pipelined requests of one read (or
+    the chunks an app streams without waiting) leave together at the end of the loop pass.
+    On Python 3.12+ the app task starts eagerly (no loop round-trip for an app that never
+    waits)."""
 
     def __init__(self, ctx: ServerContext) -> None: ...
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...

@@ -13,7 +13,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, malloc, realloc
@@ -29,10 +29,12 @@ cdef enum:
     MIN_READ_SPACE = 4096
     # Stop reading when more request body than this waits for the app (SPEC 2: 64 KiB).
     BODY_HIGH_WATER = 65536
-    # Bodies up to this size are copied next to the headers so a response leaves in one write.
-    COPY_BODY_LIMIT = 16384
-    # Pipelined responses gathered for one write are written out once they reach this size.
-    GATHER_LIMIT = 65536
+    # Bodies up to this size are copied next to the headers so a response leaves in one write;
+    # larger ones follow what is gathered by reference, in the same writev, never copied.
+    COPY_BODY_LIMIT = 4096
+    # Output gathered for one write (pipelined responses, streamed chunks) is written out once
+    # it reaches this size; it also bounds the output buffer's growth (twice this at most).
+    GATHER_LIMIT = 16384
     OUTPUT_BUFFER_SIZE = 4096
 
 # Response framing, chosen when the response starts.
@@ -526,7 +528,7 @@ cdef class _HttpCore:
     cdef ByteBuffer out
 
     def __cinit__(self):
-        self.in_buffer = bytearray(INPUT_BUFFER_SIZE)
+        self.in_buffer = _uninitialized_bytearray(INPUT_BUFFER_SIZE)
         self.in_view = memoryview(self.in_buffer)
         self.in_data = PyByteArray_AS_STRING(self.in_buffer)
         self.in_capacity = INPUT_BUFFER_SIZE
@@ -603,7 +605,7 @@ cdef class _HttpCore:
     # -- reading ------------------------------------------------------------------------------------
 
     cdef _grow_input_buffer(self):
-        cdef bytearray bigger = bytearray(self.in_capacity * 2)
+        cdef bytearray bigger = _uninitialized_bytearray(self.in_capacity * 2)
         memcpy(PyByteArray_AS_STRING(bigger), self.in_data, self.in_end)
         self.in_buffer = bigger
         self.in_view = memoryview(bigger)
@@ -896,6 +898,17 @@ cdef class _HttpCore:
             self.transport.write(data)
         self.out.length = 0
 
+    cdef _flush_with(self, bytes body):
+        """Write what is gathered and then `body`, in one writev, without copying the body."""
+        if self.closed:
+            self.out.length = 0
+        elif self.out.length:
+            gathered = PyBytes_FromStringAndSize(self.out.data, self.out.length)
+            self.out.length = 0
+            self.transport.writelines((gathered, body))
+        else:
+            self.transport.write(body)
+
     cdef _write_default_headers(self, bint with_server, bint with_date):
         _buffer_append_bytes(&self.out, self.ctx.default_block if with_server else self.ctx.default_block_no_server)
         if with_date and self.ctx.date_header:
@@ -948,6 +961,12 @@ class HttpProtocol(_HttpCore, asyncio.BufferedProtocol):
     # asyncio and uvloop use get_buffer/buffer_updated only for BufferedProtocol instances,
     # which a cdef class cannot inherit from: this class joins the two (DESIGN: conventions).
     __slots__ = ()
+
+
+cdef bytearray _uninitialized_bytearray(Py_ssize_t size):
+    # bytearray(size) would zero every page: a connection would cost all of them in memory
+    # even when its requests fill only the first one.
+    return PyByteArray_FromStringAndSize(NULL, size)
 
 
 cdef Py_ssize_t _absolute_form_path_start(const char* data, Py_ssize_t n):
@@ -1140,9 +1159,7 @@ cdef class RequestCycle:
             if length <= COPY_BODY_LIMIT:
                 _buffer_append_bytes(out, body)
             else:
-                conn._flush()
-                if not conn.closed:
-                    conn.transport.write(body)
+                conn._flush_with(body)
             if self.framing == FRAME_CHUNKED:
                 _buffer_append(out, b"\r\n", 2)
         if more_body:
