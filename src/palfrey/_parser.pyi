@@ -20,6 +20,8 @@ class ServerContext:
     total_requests: int  # responses completed (for --limit-max-requests)
     active_requests: int  # app calls currently running (for --limit-concurrency)
     connections: set[HttpProtocol]  # open HTTP connections
+    websockets: set[Any]  # open WebSocket protocols: each adds itself, removes itself when lost
+    ws_protocol: Callable[[ServerContext, asyncio.Transport, dict, bytes], asyncio.BaseProtocol] | None
     shutting_down: bool
 
     def __init__(
@@ -36,20 +38,36 @@ class ServerContext:
         access_logger: logging.Logger,
         limit_concurrency: int | None,
         timeout_keep_alive: float,
+        timeout_request_header: float,
+        timeout_request_body: float,
         limit_header_size: int,
         limit_header_line_size: int,
         limit_header_count: int,
         limit_target_size: int,
         limit_body_size: int | None,
+        ws_protocol: Callable[[ServerContext, asyncio.Transport, dict, bytes], asyncio.BaseProtocol]
+        | None,
     ) -> None:
         """``default_headers`` are lower-cased (name, value) pairs sent on every response
-        (``server`` and --header values); ``date_header`` adds the cached ``date`` line."""
+        (``server`` and --header values); ``date_header`` adds the cached ``date`` line.
+
+        Deadlines (checked once a second): an idle connection, new or between requests, is
+        closed after ``timeout_keep_alive``; a request head must be complete
+        ``timeout_request_header`` after its first byte, and a body may stall no longer than
+        ``timeout_request_body`` between reads (both: 408, closed).
+
+        ``ws_protocol``: for a request with ``Upgrade: websocket`` and ``Connection: upgrade``
+        the core calls ``ws_protocol(ctx, transport, scope, leftover)`` once the parser has
+        read the whole handshake request (``scope`` is the HTTP scope built for it: method,
+        path, headers..., ``leftover`` the bytes already read after it), then
+        ``transport.set_protocol(protocol)`` and ``protocol.connection_made(transport)``.
+        From then on the connection is the protocol's. ``None`` (--ws none): such upgrades
+        are served as plain HTTP with a warning."""
 
     def tick(self, now: float) -> None:
         """Call often (server.py: every 0.1 s) with ``loop.time()``: it stamps idle
         connections with that clock and, once per wall-clock second, rebuilds the cached Date
-        line (from ``time.time()``) and closes connections idle longer than the keep-alive
-        timeout. A connection whose request head is still incomplete then gets 408."""
+        line (from ``time.time()``) and acts on the connections whose deadline has passed."""
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: close idle connections; in-flight responses finish with

@@ -68,7 +68,7 @@ cdef str HTTP_1_0 = "1.0"
 
 REJECT_MESSAGES = {
     400: "Invalid HTTP request received.",
-    408: "Request header timeout.",
+    408: "Request timeout.",
     413: "Request body too large.",
     414: "Request target too long.",
     431: "Request header fields too large.",
@@ -132,6 +132,7 @@ cdef tuple KNOWN_HEADER_NAMES = (
     b"x-requested-with", b"content-encoding", b"keep-alive", b"via", b"accept-charset",
 )
 cdef bytes H_HOST = KNOWN_HEADER_NAMES[0]
+cdef bytes H_UPGRADE = KNOWN_HEADER_NAMES[13]
 cdef bytes H_EXPECT = KNOWN_HEADER_NAMES[15]
 cdef bytes H_TRANSFER_ENCODING = KNOWN_HEADER_NAMES[16]
 
@@ -210,6 +211,8 @@ cdef class ServerContext:
     cdef public object access_logger
     cdef Py_ssize_t limit_concurrency    # -1: none
     cdef double timeout_keep_alive
+    cdef double timeout_request_header
+    cdef double timeout_request_body
     cdef Py_ssize_t limit_header_size
     cdef Py_ssize_t limit_header_line_size
     cdef Py_ssize_t limit_header_count
@@ -221,13 +224,16 @@ cdef class ServerContext:
     cdef public Py_ssize_t total_requests
     cdef public Py_ssize_t active_requests
     cdef public set connections
+    cdef public set websockets          # the WebSocket protocol adds and removes itself
+    cdef public object ws_protocol      # (ctx, transport, scope, leftover) -> protocol, or None
     cdef public bint shutting_down
 
     def __init__(self, *, app, loop, dict app_state, str root_path, list default_headers,
                  bint date_header, bint access_log, error_logger, access_logger,
-                 limit_concurrency, double timeout_keep_alive, Py_ssize_t limit_header_size,
+                 limit_concurrency, double timeout_keep_alive, double timeout_request_header,
+                 double timeout_request_body, Py_ssize_t limit_header_size,
                  Py_ssize_t limit_header_line_size, Py_ssize_t limit_header_count,
-                 Py_ssize_t limit_target_size, limit_body_size):
+                 Py_ssize_t limit_target_size, limit_body_size, ws_protocol):
         self.app = app
         self.loop = loop
         self.app_state = app_state
@@ -245,6 +251,8 @@ cdef class ServerContext:
         self.access_logger = access_logger
         self.limit_concurrency = -1 if limit_concurrency is None else limit_concurrency
         self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_request_header = timeout_request_header
+        self.timeout_request_body = timeout_request_body
         self.limit_header_size = limit_header_size
         self.limit_header_line_size = limit_header_line_size
         self.limit_header_count = limit_header_count
@@ -253,6 +261,8 @@ cdef class ServerContext:
         self.total_requests = 0
         self.active_requests = 0
         self.connections = set()
+        self.websockets = set()
+        self.ws_protocol = ws_protocol
         self.shutting_down = False
         self.flush_waiting = []
         self.flush_scheduled = False
@@ -265,13 +275,13 @@ cdef class ServerContext:
             self.date_second = <long>wall
             # RFC 9110 6.6.1: IMF-fixdate; once a second is the resolution it has.
             self.date_line = b"date: " + formatdate(wall, usegmt=True).encode("ascii") + CRLF
-            self._close_idle_connections()
+            self._expire_deadlines()
 
-    cdef _close_idle_connections(self):
+    cdef _expire_deadlines(self):
         cdef _HttpCore conn
         for conn in list(self.connections):
-            if conn.idle_since >= 0 and self.now - conn.idle_since >= self.timeout_keep_alive:
-                conn._close_idle()
+            if 0 <= conn.deadline <= self.now and not conn.reading_paused:
+                conn._deadline_passed()
 
     def _flush_waiting(self):
         """Once per loop pass: write out what the connections gathered during the last one.
@@ -510,6 +520,8 @@ cdef class _HttpCore:
     cdef Py_ssize_t host_count
     cdef bytes transfer_encoding
     cdef bint expect_continue
+    cdef bint upgrade_websocket   # the Upgrade field names websocket
+    cdef dict websocket_scope     # set when the connection is to be handed to ctx.ws_protocol
     cdef long long body_received
     cdef int reject_status
 
@@ -519,7 +531,9 @@ cdef class _HttpCore:
     cdef bint reading_paused
     cdef bint writing_paused
     cdef object drain_waiter
-    cdef double idle_since        # loop time the connection went idle; -1 while busy
+    # Loop time by which the client must have sent more: its idle keep-alive time, the rest of
+    # a request head, or the next piece of a body; -1 while the app has the request.
+    cdef double deadline
     cdef bint head_in_progress    # part of a request head has arrived
     cdef bint flush_requested     # in ctx.flush_waiting
     cdef bint parsing             # inside llhttp_execute
@@ -536,7 +550,7 @@ cdef class _HttpCore:
         _buffer_init(&self.out, OUTPUT_BUFFER_SIZE)
         ll.llhttp_init(&self.parser, ll.HTTP_REQUEST, &SETTINGS)
         self.parser.data = <void*>self
-        self.idle_since = -1
+        self.deadline = -1
 
     def __dealloc__(self):
         free(self.scratch.data)
@@ -555,7 +569,7 @@ cdef class _HttpCore:
         self.client_addr = _remote_address(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         # A connection that never sends a request is closed like an idle keep-alive one.
-        self.idle_since = self.ctx.now
+        self._set_deadline(self.ctx.timeout_keep_alive)
 
     def get_buffer(self, Py_ssize_t sizehint):
         if self.in_end == 0:
@@ -627,6 +641,9 @@ cdef class _HttpCore:
             if err == ll.HPE_PAUSED or err == ll.HPE_PAUSED_UPGRADE:
                 stop = ll.llhttp_get_error_pos(&self.parser)
                 self.in_start = stop - self.in_data
+                if self.websocket_scope is not None:
+                    self._hand_over_to_websocket()
+                    return
                 if err == ll.HPE_PAUSED_UPGRADE:
                     # Upgrades other than WebSocket are served as plain HTTP/1.1 (SPEC 2).
                     ll.llhttp_resume_after_upgrade(&self.parser)
@@ -646,13 +663,17 @@ cdef class _HttpCore:
         if self.reading_paused and not self.closed:
             self.reading_paused = False
             self.transport.resume_reading()
+            if self.cycle is not None and not self.parser_paused:
+                # A body is on its way and the pause was ours (the app had not read it yet),
+                # not the client's: its stall timer starts again.
+                self._set_deadline(self.ctx.timeout_request_body)
 
     # -- llhttp callbacks (called from C through the shims above) ---------------------------------
     # Each returns 0 to go on, -1 to stop the parser (reject_status says why) or HPE_PAUSED.
 
     cdef int _on_message_begin(self) except? -1:
-        # idle_since keeps running: the head must be complete within the keep-alive timeout
-        # of the connection going idle, or a slow client could hold it forever (slowloris).
+        # The whole head must arrive in time, or a slow client holds the connection (slowloris).
+        self._set_deadline(self.ctx.timeout_request_header)
         self.head_in_progress = True
         self.scratch.length = 0
         self.target = None
@@ -662,6 +683,7 @@ cdef class _HttpCore:
         self.host_count = 0
         self.transfer_encoding = None
         self.expect_continue = False
+        self.upgrade_websocket = False
         self.body_received = 0
         self.reject_status = 0
         return 0
@@ -729,6 +751,8 @@ cdef class _HttpCore:
         elif name is H_EXPECT:
             # RFC 9110 10.1.1
             self.expect_continue = _equal_lower(PyBytes_AS_STRING(value), b"100-continue", 12) and PyBytes_GET_SIZE(value) == 12
+        elif name is H_UPGRADE:
+            self.upgrade_websocket = _has_token(value, b"websocket", 9)
         self.headers.append((name, value))
         return 0
 
@@ -736,7 +760,10 @@ cdef class _HttpCore:
         cdef ServerContext ctx = self.ctx
         cdef int status
         self.head_in_progress = False
-        self.idle_since = -1
+        if self.parser.flags & ll.F_CHUNKED or self.parser.content_length > 0:
+            self._set_deadline(ctx.timeout_request_body)
+        else:
+            self.deadline = -1
         if self.parser.http_major != 1 or self.parser.http_minor > 1:
             return self._stop(400)
         if self.parser.method == ll.HTTP_CONNECT:
@@ -761,6 +788,11 @@ cdef class _HttpCore:
             self._close()
             return -1
         if self.parser.upgrade:
+            if self.upgrade_websocket and ctx.ws_protocol is not None:
+                # The handshake goes to the WebSocket protocol once the parser stops at the
+                # end of this request (RFC 6455 4.2); see _hand_over_to_websocket.
+                self.websocket_scope = self._build_scope()
+                return 0
             ctx.error_logger.warning("Unsupported upgrade request.")
         self._start_cycle()
         return 0
@@ -771,10 +803,13 @@ cdef class _HttpCore:
 
     cdef int _on_body(self, const char* at, size_t length) except? -1:
         cdef RequestCycle cycle = self.cycle
+        if cycle is None:
+            return 0  # a body on a WebSocket handshake means nothing (RFC 6455 4.1)
         self.body_received += length
         if self.ctx.limit_body_size >= 0 and self.body_received > self.ctx.limit_body_size:
             self.reject_status = 413
             return -1
+        self._set_deadline(self.ctx.timeout_request_body)  # a stalled upload is cut off
         if cycle.response_complete:
             return 0  # the app answered without reading: drop the rest of the body
         cycle.body_chunks.append(PyBytes_FromStringAndSize(at, length))
@@ -786,15 +821,34 @@ cdef class _HttpCore:
 
     cdef int _on_message_complete(self) except? -1:
         cdef RequestCycle cycle = self.cycle
+        if cycle is None:
+            self.parser_paused = True  # a WebSocket handshake: the bytes after it are not HTTP
+            return ll.HPE_PAUSED
         cycle.more_body = False
         if cycle.response_complete:
             self.cycle = None
-            self.idle_since = self.ctx.now
+            self._set_deadline(self.ctx.timeout_keep_alive)
             return -1 if self.closed else 0
+        self.deadline = -1
         cycle._wake()
         # Stop here until the response is done: requests are answered strictly in order.
         self.parser_paused = True
         return ll.HPE_PAUSED
+
+    cdef _hand_over_to_websocket(self):
+        """Give the transport, the handshake's scope and the bytes read after it to the
+        WebSocket protocol; from here on this object sees nothing of the connection."""
+        leftover = PyBytes_FromStringAndSize(self.in_data + self.in_start, self.in_end - self.in_start)
+        self.in_start = self.in_end = 0
+        self.closed = True
+        self.ctx.connections.discard(self)
+        protocol = self.ctx.ws_protocol(self.ctx, self.transport, self.websocket_scope, leftover)
+        self.websocket_scope = None
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     # -- the request cycle --------------------------------------------------------------------------
 
@@ -869,7 +923,7 @@ cdef class _HttpCore:
             self._resume_reading()
             return
         self.cycle = None
-        self.idle_since = self.ctx.now
+        self._set_deadline(self.ctx.timeout_keep_alive)
         self.parser_paused = False
         ll.llhttp_resume(&self.parser)
         self._parse()
@@ -939,11 +993,15 @@ cdef class _HttpCore:
             self._send_error_response(status)
         self._close()
 
-    cdef _close_idle(self):
-        if self.head_in_progress:
-            self.ctx.error_logger.debug("Request header timeout: closing the connection.")
-            self._send_error_response(408)
-        self._close()
+    cdef inline void _set_deadline(self, double timeout):
+        self.deadline = self.ctx.now + timeout
+
+    cdef _deadline_passed(self):
+        """The client went quiet: idle -> close; in a head or a body -> 408 (RFC 9110 15.5.9)."""
+        if self.head_in_progress or self.cycle is not None:
+            self._reject(408)
+        else:
+            self._close()
 
     cdef _close(self):
         if not self.closed:

@@ -539,6 +539,26 @@ def serve(
             min=0,
         ),
     ] = DEFAULTS["timeout_keep_alive"],
+    timeout_request_header: Annotated[
+        float,
+        _opt(
+            "--timeout-request-header",
+            "Seconds a client has to send a whole request head once it starts; then 408 "
+            "and close (slowloris).",
+            LIMITS,
+            min=0,
+        ),
+    ] = DEFAULTS["timeout_request_header"],
+    timeout_request_body: Annotated[
+        float,
+        _opt(
+            "--timeout-request-body",
+            "Seconds a request body may stall between two reads; then 408 (or a close, once "
+            "the response has started).",
+            LIMITS,
+            min=0,
+        ),
+    ] = DEFAULTS["timeout_request_body"],
     timeout_graceful_shutdown: Annotated[
         float | None,
         _opt(
@@ -728,6 +748,8 @@ def serve(
         limit_max_requests=limit_max_requests,
         limit_max_requests_jitter=limit_max_requests_jitter,
         timeout_keep_alive=timeout_keep_alive,
+        timeout_request_header=timeout_request_header,
+        timeout_request_body=timeout_request_body,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         timeout_worker_healthcheck=timeout_worker_healthcheck,
         ssl_keyfile=ssl_keyfile,

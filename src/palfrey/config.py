@@ -98,6 +98,10 @@ class Config:
         limit_max_requests_jitter: int = 0,
         backlog: int = 2048,
         timeout_keep_alive: float = 5,
+        # Beyond Uvicorn: a request head must arrive within this many seconds of its first
+        # byte (slowloris), and an upload may stall no longer than this between two reads.
+        timeout_request_header: float = 10,
+        timeout_request_body: float = 30,
         timeout_notify: float = 30,
         timeout_graceful_shutdown: float | None = None,
         timeout_worker_healthcheck: float = 5,
@@ -147,6 +151,8 @@ class Config:
         self.limit_max_requests_jitter = limit_max_requests_jitter
         self.backlog = backlog
         self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_request_header = timeout_request_header
+        self.timeout_request_body = timeout_request_body
         self.timeout_graceful_shutdown = timeout_graceful_shutdown
         # Gunicorn-worker hook, called from the server tick every timeout_notify seconds.
         self.timeout_notify = timeout_notify

@@ -167,11 +167,14 @@ class Server:
             access_logger=access_logger,
             limit_concurrency=config.limit_concurrency,
             timeout_keep_alive=config.timeout_keep_alive,
+            timeout_request_header=config.timeout_request_header,
+            timeout_request_body=config.timeout_request_body,
             limit_header_size=config.limit_header_size,
             limit_header_line_size=config.limit_header_line_size,
             limit_header_count=config.limit_header_count,
             limit_target_size=config.limit_target_size,
             limit_body_size=config.limit_body_size,
+            ws_protocol=None,  # WebSockets are issue 5: until then upgrades are plain HTTP
         )
         self._ctx = ctx
         self.server_state.ctx = ctx
