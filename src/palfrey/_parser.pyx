@@ -13,6 +13,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport uint8_t
@@ -1144,10 +1145,15 @@ cdef class RequestCycle:
             raise RuntimeError(f"Invalid HTTP status code {status!r}.")  # RFC 9110 15
         _buffer_append_bytes(out, STATUS_LINES[status])
         try:
-            for name, value in headers:
+            for header in headers:
+                if type(header) is tuple and PyTuple_GET_SIZE(header) == 2:
+                    name = (<tuple>header)[0]  # the usual shape, without an iterator
+                    value = (<tuple>header)[1]
+                else:
+                    name, value = header
                 name_start = out.length
                 _append_header(out, name, value)
-                kind = _header_kind(out.data + name_start, len(name))
+                kind = _header_kind(out.data + name_start, PyBytes_GET_SIZE(name))
                 if kind == KIND_CONTENT_LENGTH:
                     content_length = _app_content_length(value, content_length)
                 elif kind == KIND_CONNECTION:
