@@ -38,6 +38,10 @@ cdef enum:
     GATHER_LIMIT = 16384
     OUTPUT_BUFFER_SIZE = 4096
 
+# At shutdown, a connection accepted just before the listener closed may still have its first
+# request in flight: it gets this long to arrive and be answered, instead of being cut as idle.
+cdef double SHUTDOWN_FIRST_REQUEST_GRACE = 1.0
+
 # Response framing, chosen when the response starts.
 cdef enum Framing:
     FRAME_NONE          # no body allowed: HEAD, 1xx, 204, 304
@@ -306,10 +310,12 @@ cdef class ServerContext:
         cdef _HttpCore conn
         self.shutting_down = True
         for conn in list(self.connections):
-            if conn.cycle is None or conn.cycle.response_complete:
-                conn._close()
+            if conn.cycle is not None and not conn.cycle.response_complete:
+                conn.cycle.keep_alive = False  # in flight: finish, then close
+            elif conn.head_in_progress or (conn.cycle is None and not conn.had_request):
+                conn.deadline = min(conn.deadline, self.now + SHUTDOWN_FIRST_REQUEST_GRACE)
             else:
-                conn.cycle.keep_alive = False
+                conn._close()  # idle keep-alive: clients retry on a closed idle connection
 
     def cancel_requests(self):
         cdef _HttpCore conn
@@ -536,6 +542,7 @@ cdef class _HttpCore:
     # a request head, or the next piece of a body; -1 while the app has the request.
     cdef double deadline
     cdef bint head_in_progress    # part of a request head has arrived
+    cdef bint had_request         # a request has begun on this connection
     cdef bint flush_requested     # in ctx.flush_waiting
     cdef bint parsing             # inside llhttp_execute
     cdef bint closed
@@ -676,6 +683,7 @@ cdef class _HttpCore:
         # The whole head must arrive in time, or a slow client holds the connection (slowloris).
         self._set_deadline(self.ctx.timeout_request_header)
         self.head_in_progress = True
+        self.had_request = True
         self.scratch.length = 0
         self.target = None
         self.headers = []
@@ -733,6 +741,11 @@ cdef class _HttpCore:
     cdef int _on_header_value_complete(self) except? -1:
         cdef Py_ssize_t name_length = PyBytes_GET_SIZE(<bytes>self.header_name)
         cdef Py_ssize_t end = self.scratch.length
+        if not self.head_in_progress:
+            # A chunked body's trailer section (RFC 9112 7.1.2): ASGI has no place for it, and
+            # it must not pass for a header (RFC 9110 6.5.1): the app already holds the list.
+            self.scratch.length = 0
+            return 0
         # RFC 9110 5.5: surrounding whitespace is not part of the value.
         while end > name_length and (self.scratch.data[end - 1] == b" " or self.scratch.data[end - 1] == b"\t"):
             end -= 1
