@@ -614,7 +614,7 @@ def serve(
         _opt(
             "--workers",
             "Number of worker processes. Defaults to $WEB_CONCURRENCY or 1. Not valid with "
-            "--reload. (Stored; until the supervisor lands, one process serves.)",
+            "--reload.",
             PROCESSES,
             min=1,
         ),
@@ -632,7 +632,7 @@ def serve(
         bool,
         _opt(
             "--reload",
-            "Enable auto-reload (stored; until the reloader lands, serves without reloading).",
+            "Enable auto-reload (watchfiles when installed, else polling). Development only.",
             PROCESSES,
         ),
     ] = DEFAULTS["reload"],
