@@ -4,6 +4,7 @@ Routes:
     GET  /         13 bytes "Hello, world!" with content-length (scenarios hello, pipelined)
     POST /echo     the request body echoed back with content-length (scenario post)
     GET  /stream   100 chunks of 1 KiB, no content-length: chunked (scenario stream)
+    WS   any path  a WebSocket echo: each message sent back unchanged (scenarios ws-echo-*)
     anything else  404
 
 The handlers only touch what the ASGI spec guarantees, so the same file runs under Palfrey,
@@ -94,14 +95,23 @@ async def lifespan(scope, receive, send):
             return
 
 
-# --- WebSocket hook ------------------------------------------------------------------------------
-# Scenario (v) of issue 3, "WebSocket echo", is not implemented yet because Palfrey has no
-# WebSocket support yet. When it lands: implement `websocket_echo` (accept, then send every
-# received message back unchanged until websocket.disconnect), route scope["type"] ==
-# "websocket" to it below, and add the client scenario in benchmarks/run.py (search for
-# "WEBSOCKET HOOK").
-async def websocket_echo(scope, receive, send):  # pragma: no cover - not wired yet
-    raise NotImplementedError("WebSocket echo scenario: see the WEBSOCKET HOOK comments")
+# --- WebSocket echo (scenario ws-echo) ----------------------------------------------------------
+_ACCEPT = {"type": "websocket.accept"}
+
+
+async def websocket_echo(scope, receive, send):
+    """Accept, then send every message back unchanged until the client leaves."""
+    await receive()  # websocket.connect
+    await send(_ACCEPT)
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes")})
 
 
 ROUTES = {
@@ -118,6 +128,7 @@ async def app(scope, receive, send):
         await handler(scope, receive, send)
     elif kind == "lifespan":
         await lifespan(scope, receive, send)
+    elif kind == "websocket":
+        await websocket_echo(scope, receive, send)
     else:
-        # WEBSOCKET HOOK: `elif kind == "websocket": await websocket_echo(scope, receive, send)`
         raise RuntimeError(f"unsupported scope type {kind!r}")

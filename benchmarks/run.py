@@ -50,6 +50,11 @@ class Scenario:
     path: str
     script: str
     description: str
+    in_flight: int = 0  # > 0: a WebSocket echo scenario, run by benchmarks/wsclient.py
+
+    @property
+    def websocket(self) -> bool:
+        return self.in_flight > 0
 
     def script_args(self, opts: argparse.Namespace) -> list[str]:
         if self.name == "pipelined":
@@ -64,12 +69,14 @@ SCENARIOS: dict[str, Scenario] = {
     "pipelined": Scenario("pipelined", "/", "pipeline.lua", "GET / pipelined, 16 per write"),
     "post": Scenario("post", "/echo", "post.lua", "POST 16 KiB to /echo, echoed back"),
     "stream": Scenario("stream", "/stream", "stream.lua", "GET /stream: 100 x 1 KiB chunks"),
-    # WEBSOCKET HOOK: scenario (v) "ws-echo" (small messages, 16 connections, 1 and 8 in
-    # flight) goes here once Palfrey has WebSockets. wrk cannot speak WebSocket: it needs a
-    # cheap client of its own (pre-masked frames, pinned to the client core, its CPU read
-    # from /proc like wrk's) and a branch in measure() that runs it instead of wrk; the app
-    # side is benchmarks/app.py:websocket_echo.
+    # Scenario (v): WebSocket echo, 16-byte text messages on 16 connections (wrk cannot
+    # speak WebSocket: benchmarks/wsclient.py, pinned like wrk; its "req/s" are messages/s).
+    "ws-echo-1": Scenario("ws-echo-1", "/ws", "", "WebSocket echo, 16 conns, 1 message in flight each",
+                          in_flight=1),
+    "ws-echo-8": Scenario("ws-echo-8", "/ws", "", "WebSocket echo, 16 conns, 8 messages in flight each",
+                          in_flight=8),
 }
+WS_CONNECTIONS = 16
 
 
 # -- running wrk ------------------------------------------------------------------------------------
@@ -83,6 +90,26 @@ def wrk_version() -> str:
         return "?"
 
 
+def run_load(scenario: Scenario, port: int, opts: argparse.Namespace, duration: int,
+             server_pid: int, tmp: Path) -> dict:
+    if scenario.websocket:
+        return run_wrk(scenario, port, opts, duration, server_pid, tmp, argv=[
+            sys.executable, "-m", "benchmarks.wsclient", "--port", str(port), "--path", scenario.path,
+            "-c", str(WS_CONNECTIONS), "-k", str(scenario.in_flight), "-d", str(duration)])
+    return run_wrk(scenario, port, opts, duration, server_pid, tmp)
+
+
+def ws_result(text: str) -> dict | None:
+    """benchmarks/wsclient.py's last line, in the shape of wrk's report (no latencies)."""
+    lines = [line for line in text.splitlines() if line.startswith("WS_JSON ")]
+    if not lines:
+        return None
+    result = json.loads(lines[-1][len("WS_JSON "):])
+    result["requests"] = result["messages"]
+    result["latency_us"] = {"p50": 0.0, "p99": 0.0}  # not measured: the client stays cheap
+    return result
+
+
 def run_wrk(
     scenario: Scenario,
     port: int,
@@ -90,9 +117,11 @@ def run_wrk(
     duration: int,
     server_pid: int,
     tmp: Path,
+    argv: list[str] | None = None,
 ) -> dict:
-    """One wrk run against the server on `port`; returns wrk's numbers plus CPU and RSS."""
-    argv = [
+    """One wrk run (or `argv`: the WebSocket client) against the server on `port`; returns
+    wrk's numbers plus CPU and RSS."""
+    argv = argv or [
         "wrk", "-t1", f"-c{opts.connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
         "-s", str(LUA_DIR / scenario.script), f"http://127.0.0.1:{port}{scenario.path}",
         "--", *scenario.script_args(opts),
@@ -133,9 +162,10 @@ def run_wrk(
             servers.stop_process(proc, grace=3)
     text = out_path.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.startswith("WRK_JSON ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed (exit {proc.returncode}):\n{text[-2000:]}")
-    result = json.loads(lines[-1][len("WRK_JSON "):])
+    result = ws_result(text) if scenario.websocket else (
+        json.loads(lines[-1][len("WRK_JSON "):]) if lines else None)
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f"load generator failed (exit {proc.returncode}):\n{text[-2000:]}")
     seconds = result["duration_us"] / 1e6
     result["rps"] = result["requests"] / seconds if seconds else 0.0
     result["wrk_cpu"] = (wrk_cpu or 0.0) / wall  # fraction of one core
@@ -205,8 +235,8 @@ def run_benchmarks(opts: argparse.Namespace, server_names: list[str], scenario_n
                             continue
                         try:
                             if opts.warmup > 0:
-                                run_wrk(scenario, server.port, opts, opts.warmup, server.pid, tmp)
-                            result = run_wrk(scenario, server.port, opts, opts.duration, server.pid, tmp)
+                                run_load(scenario, server.port, opts, opts.warmup, server.pid, tmp)
+                            result = run_load(scenario, server.port, opts, opts.duration, server.pid, tmp)
                         except RuntimeError as exc:
                             failures.append(f"round {rnd}, {name}, {sname}: {exc}")
                             log(f"  {sname}: FAILED: {exc}")

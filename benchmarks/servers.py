@@ -71,6 +71,10 @@ def _uvicorn_argv(port: int, tmp: Path) -> list[str]:
             "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
 
 
+def _uvicorn_wsproto_argv(port: int, tmp: Path) -> list[str]:
+    return [*_uvicorn_argv(port, tmp), "--ws", "wsproto"]
+
+
 def _granian_argv(port: int, tmp: Path) -> list[str]:
     return [PY, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--runtime-threads", "1", "--no-access-log",
@@ -146,7 +150,17 @@ SERVERS: dict[str, ServerSpec] = {
         lambda: None if all(map(_has_module, ("uvicorn", "httptools", "uvloop")))
         else "uvicorn, httptools or uvloop is not installed (pip install '.[bench]')",
         lambda: _module_version("uvicorn") or "?",
-        note="httptools + uvloop",
+        note="httptools + uvloop, websockets",
+    ),
+    # Uvicorn's default WebSocket implementation is websockets (above); this one is on
+    # wsproto, as Palfrey.
+    "uvicorn-wsproto": ServerSpec(
+        "uvicorn-wsproto", _uvicorn_wsproto_argv,
+        lambda: None if all(map(_has_module, ("uvicorn", "httptools", "uvloop", "wsproto")))
+        else "uvicorn, httptools, uvloop or wsproto is not installed",
+        lambda: _module_version("uvicorn") or "?",
+        scenarios=frozenset({"ws-echo-1", "ws-echo-8"}),
+        note="--ws wsproto, httptools + uvloop",
     ),
     "granian": ServerSpec(
         "granian", _granian_argv,
@@ -257,9 +271,32 @@ def verify(port: int, scenario: str) -> str | None:
             if status != 200 or got != b"x" * 102400:
                 return f"GET /stream: status {status}, {len(got)} bytes (want 102400)"
             return None
+        if scenario.startswith("ws-echo"):
+            return _verify_websocket_echo(port)
     except (OSError, ValueError, IndexError) as exc:
         return f"{scenario}: {exc!r}"
     return f"unknown scenario {scenario}"
+
+
+def _verify_websocket_echo(port: int) -> str | None:
+    from benchmarks.wsclient import masked_frame, open_websocket
+
+    sock = open_websocket(port, "/ws")
+    try:
+        sock.setblocking(True)
+        sock.settimeout(2)
+        sock.sendall(masked_frame(b"ping-16-bytes-xx", text=True))
+        data = b""
+        while len(data) < 18:
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    if data != b"\x81\x10ping-16-bytes-xx":
+        return f"WebSocket echo: got {data[:40]!r}"
+    return None
 
 
 class RunningServer:

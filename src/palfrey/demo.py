@@ -3,6 +3,7 @@
   GET  /        -> ``Hello from Palfrey!`` (text/plain)
   POST /echo    -> the request body, back (same content-type, else octet-stream)
   GET  /stream  -> 10 chunks, streamed (chunked transfer encoding)
+  WS   /ws      -> a WebSocket echo: text and binary messages come back unchanged
   anything else -> 404
 
 HEAD is answered wherever GET is (RFC 9110 section 9.3.2); the server drops the body.
@@ -26,8 +27,25 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
     elif kind == "http":
         await _http(scope, receive, send)
     elif kind == "websocket":
+        await _websocket(scope, receive, send)
+
+
+async def _websocket(scope: dict, receive: Receive, send: Send) -> None:
+    if scope["path"] != "/ws":
         # No WebSocket route: closing before accept is answered with 403.
         await send({"type": "websocket.close"})
+        return
+    # An echo: every text or binary message goes back unchanged.
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -1,0 +1,764 @@
+"""WebSocket over wsproto (SPEC.md section 3; RFC 6455, RFC 7692 permessage-deflate).
+
+The compiled HTTP core parses the handshake request, then hands the transport to a
+``WebSocketProtocol`` with the HTTP scope it built and the bytes it had already read after
+the request (see ``ServerContext`` in ``_parser.pyi``). wsproto is the protocol state
+machine: it validates the handshake, negotiates extensions, parses and builds frames and
+tracks the closing handshake. This module maps its events to ASGI messages and back, and
+adds what wsproto leaves to its user: reassembly under a size limit, keepalive pings, read
+and write backpressure, and closing on server shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import functools
+import logging
+import os
+import urllib.parse
+from typing import Any, Callable
+
+import wsproto
+from wsproto import ConnectionType, events
+from wsproto.connection import ConnectionState
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from palfrey.logging import TRACE_LOG_LEVEL
+
+# Close codes (RFC 6455 section 7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_ABNORMAL = 1006  # never on the wire: the connection was lost without a close frame
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012  # RFC 6455 IANA registry: "Service Restart"
+
+# After sending our close frame, how long to wait for the peer's before dropping the
+# connection (RFC 6455 section 7.1.1: the server should close the TCP connection first).
+CLOSE_TIMEOUT = 10.0
+# Frames that arrive before the app accepts are held until it does; past this many bytes
+# the client is not told to stop, its socket just stops being read.
+PENDING_LIMIT = 64 * 1024
+
+_OPEN = ConnectionState.OPEN
+_TEXT = events.TextMessage
+_BYTES = events.BytesMessage
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send()`` once the client has gone (as Uvicorn's: an OSError subclass,
+    so apps that handle connection errors handle this one too)."""
+
+
+class WebSocketSettings:
+    """The Config's --ws-* values and response headers, bound once per server."""
+
+    def __init__(
+        self,
+        *,
+        max_size: int,
+        max_queue: int,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        per_message_deflate: bool,
+        default_headers: list[tuple[bytes, bytes]],
+        date_header: bool,
+    ) -> None:
+        self.max_size = max_size
+        self.max_queue = max(1, max_queue)
+        self.ping_interval = ping_interval or None  # 0 disables pings, as None does
+        self.ping_timeout = ping_timeout or None
+        self.per_message_deflate = per_message_deflate
+        self.default_headers = default_headers
+        self.date_header = date_header
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        headers = list(self.default_headers)
+        if self.date_header:
+            headers.append((b"date", email.utils.formatdate(usegmt=True).encode("ascii")))
+        return headers
+
+
+def websocket_protocol_factory(config: Any, logger: logging.Logger) -> Callable[..., Any] | None:
+    """The ``ws_protocol`` callable for ServerContext, or None for --ws none (upgrades are
+    then served as plain HTTP by the core)."""
+    if config.ws == "none":
+        return None
+    if config.ws in ("websockets", "websockets-sansio"):
+        logger.warning(
+            "--ws %s requested: Palfrey serves WebSockets with wsproto; using it.", config.ws
+        )
+    settings = WebSocketSettings(
+        max_size=config.ws_max_size,
+        max_queue=config.ws_max_queue,
+        ping_interval=config.ws_ping_interval,
+        ping_timeout=config.ws_ping_timeout,
+        per_message_deflate=config.ws_per_message_deflate,
+        default_headers=config.encoded_headers,
+        date_header=config.date_header,
+    )
+    return functools.partial(WebSocketProtocol, settings=settings)
+
+
+# -- building the scope and the handshake ------------------------------------------------------
+
+
+def websocket_scope(http_scope: dict) -> dict:
+    """The ASGI websocket scope from the HTTP scope the core built (ASGI spec 2.4)."""
+    scope = dict(http_scope)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["asgi"] = {"version": http_scope["asgi"]["version"], "spec_version": "2.4"}
+    scope["scheme"] = "wss" if http_scope["scheme"] == "https" else "ws"
+    scope["subprotocols"] = requested_subprotocols(http_scope["headers"])
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope
+
+
+def requested_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    # RFC 6455 section 4.1: one or more comma-separated tokens, in order of preference;
+    # the field may also be repeated.
+    found = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            found += [t.strip() for t in value.decode("latin-1").split(",") if t.strip()]
+    return found
+
+
+def handshake_request(http_scope: dict) -> bytes:
+    """The handshake request as bytes again, for wsproto to validate: the core consumed
+    the original. Only the request line and header fields matter to wsproto."""
+    target = http_scope["raw_path"]
+    if http_scope["query_string"]:
+        target += b"?" + http_scope["query_string"]
+    lines = [b"%s %s HTTP/%s" % (http_scope["method"].encode("ascii"), target,
+                                  http_scope["http_version"].encode("ascii"))]
+    lines += [name + b": " + value for name, value in http_scope["headers"]]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte masking key (RFC 6455 5.3), as one big-integer operation."""
+    n = len(payload)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def _frame_header(opcode_byte: int, length: int) -> bytes:
+    """A server frame's header (RFC 6455 5.2): FIN, no RSV bits, not masked."""
+    if length < 126:
+        return bytes((opcode_byte, length))
+    if length < 65536:
+        return bytes((opcode_byte, 126)) + length.to_bytes(2, "big")
+    return bytes((opcode_byte, 127)) + length.to_bytes(8, "big")
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _log_target(scope: dict) -> tuple[str, str]:
+    """(client, path?query) as Uvicorn writes them in its WebSocket log lines."""
+    client = scope.get("client")
+    path = urllib.parse.quote(scope["path"])
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("ascii")
+    return ("%s:%d" % tuple(client) if client else "", path)
+
+
+def _supports_plain_frames(frame_protocol: Any) -> bool:
+    """Whether frames may be read and written without wsproto: only when no extension
+    (permessage-deflate) is in use, and wsproto's internals are the ones this module was
+    written against (wsproto 1.x); otherwise everything goes through wsproto."""
+    try:
+        decoder = frame_protocol._frame_decoder
+        decoder.header, len(decoder.buffer), frame_protocol._message_decoder.opcode  # noqa: B018
+        return not any(ext.enabled() for ext in frame_protocol.extensions)
+    except (AttributeError, TypeError):
+        return False
+
+
+# -- the protocol -------------------------------------------------------------------------------
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection, from the handshake the core handed over to the close."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        transport: asyncio.Transport,
+        http_scope: dict,
+        leftover: bytes,
+        *,
+        settings: WebSocketSettings,
+    ) -> None:
+        self.ctx = ctx
+        self.loop: asyncio.AbstractEventLoop = ctx.loop
+        self.logger: logging.Logger = ctx.error_logger
+        self.settings = settings
+        self.max_size = settings.max_size
+        self.max_queue = settings.max_queue
+        self.transport = transport
+        self.handshake = handshake_request(http_scope)
+        self.scope = websocket_scope(http_scope)
+        self.conn = wsproto.WSConnection(ConnectionType.SERVER)
+        self.app_task: asyncio.Task[None] | None = None
+        # Set at accept when no extension is in use: whole, unfragmented data frames are
+        # then read and written here, everything else goes through wsproto (see _feed).
+        self.plain_frames = False
+        self.frame_protocol: Any = None
+
+        # Frames that arrive before the app accepts: wsproto has no connection to take them
+        # yet (RFC 6455 4.1 lets a client send right after its handshake).
+        self.pending = bytearray(leftover)
+        self.accepted = False  # 101 sent
+        self.response_started = False  # a denial response (websocket.http.response.start)
+        self.close_sent = False  # the app, or the server, ended the conversation
+        self.app_closed = False  # ... and it was the app (websocket.close, a denial)
+        self.lost = False  # connection_lost seen
+
+        # Inbound ASGI messages, consumed by receive(); the connection is no longer read
+        # while max_queue of them wait.
+        self.messages: collections.deque[dict] = collections.deque([{"type": "websocket.connect"}])
+        self.receive_waiter: asyncio.Future[None] | None = None
+        self.disconnect_message: dict | None = None
+        self.reading_paused = False
+        self.fragments: list[Any] = []  # parts of a fragmented message (RFC 6455 5.4)
+        self.fragments_size = 0
+
+        self.output: list[bytes] = []  # frames gathered for one write (see _send_message)
+        self.flush_scheduled = False
+        self.writing_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_handle: asyncio.TimerHandle | None = None
+        self.ping_payload: bytes | None = None
+        self.close_handle: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.ctx.websockets.add(self)
+        self._trace("WebSocket connection made")
+        try:
+            self.conn.receive_data(self.handshake)
+            request = next(self.conn.events(), None)
+        except RemoteProtocolError as exc:
+            self._refuse_handshake(exc.event_hint)
+            return
+        except (UnicodeError, ValueError):  # e.g. a Host value that is not IDNA
+            self._refuse_handshake(events.RejectConnection(status_code=400))
+            return
+        if not isinstance(request, events.Request):  # pragma: no cover - the core sent a whole request
+            self._refuse_handshake(events.RejectConnection(status_code=400))
+            return
+        if self.ctx.shutting_down:
+            self._refuse_handshake(events.RejectConnection(status_code=503))
+            return
+        self.app_task = self.loop.create_task(self._run_app())
+        self.app_task.add_done_callback(self._on_app_done)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._trace("WebSocket connection lost")
+        self._stop_keepalive()
+        if self.close_handle is not None:
+            self.close_handle.cancel()
+            self.close_handle = None
+        self._disconnected(CLOSE_ABNORMAL)
+        self._wake_writer()
+        if self.app_task is None or self.app_task.done():
+            self.ctx.websockets.discard(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # half-closed by the peer: close our side too
+
+    def data_received(self, data: bytes) -> None:
+        if self.accepted:
+            self._feed(data)
+        elif not self.response_started and not self.close_sent:
+            self.pending += data
+            if len(self.pending) > PENDING_LIMIT:
+                self._pause_reading()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake_writer()
+
+    # -- called by the server -----------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1012 (Service Restart), or answer 500 when the app
+        has not accepted yet. The app sees websocket.disconnect with that code."""
+        self._stop_keepalive()
+        if self.lost:
+            return
+        if self.close_sent or self.response_started:
+            self.transport.close()
+        elif self.accepted:
+            self._close_now(CLOSE_SERVICE_RESTART, "")
+        else:
+            self._disconnected(CLOSE_SERVICE_RESTART)
+            self._send_500()
+            self.transport.close()
+
+    def cancel(self) -> None:
+        """After the graceful timeout: cancel the app call if it still runs."""
+        if self.app_task is not None and not self.app_task.done():
+            self.app_task.cancel()
+
+    # -- inbound: wsproto events to ASGI messages ---------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self.plain_frames and self._at_frame_boundary():
+            data = self._take_plain_frames(data)
+            if not data:
+                return
+        conn = self.conn
+        try:
+            conn.receive_data(data)
+        except LocalProtocolError:
+            # Data after the closing handshake completed (e.g. a pong sent while our close
+            # was in flight): nothing more to read.
+            self.transport.close()
+            return
+        for event in conn.events():
+            kind = type(event)
+            if kind is _TEXT or kind is _BYTES:
+                self._on_data(event)  # type: ignore[arg-type]
+            elif kind is events.Ping:
+                if conn.state is _OPEN:
+                    self._write(conn.send(event.response()))  # type: ignore[attr-defined]
+            elif kind is events.Pong:
+                self._on_pong(event)  # type: ignore[arg-type]
+            elif kind is events.CloseConnection:
+                self._on_close(event)  # type: ignore[arg-type]
+
+    def _at_frame_boundary(self) -> bool:
+        """True when wsproto holds no partial frame or message, so the next bytes start a
+        frame and reading some frames here leaves its state exactly as if it had."""
+        proto = self.frame_protocol
+        decoder = proto._frame_decoder
+        return (
+            self.conn.state is _OPEN
+            and decoder.header is None
+            and not len(decoder.buffer)
+            and proto._message_decoder.opcode is None
+            and not self.fragments
+            and not self.close_sent
+        )
+
+    def _take_plain_frames(self, data: bytes) -> bytes:
+        """Deliver the complete, masked, unfragmented text and binary frames at the start of
+        ``data`` (the common case, read without wsproto's per-frame objects); return the
+        rest, from the first frame that is anything else, for wsproto to parse and judge."""
+        pos, end_of_data = 0, len(data)
+        max_size = self.max_size
+        while end_of_data - pos >= 6:
+            first, second = data[pos], data[pos + 1]
+            # 0x81/0x82: FIN, no RSV bit, text/binary; 0x80 in the second byte: masked,
+            # as every client frame must be (RFC 6455 5.1).
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break
+            length = second & 0x7F
+            start = pos + 6
+            if length == 126:
+                if end_of_data - pos < 8:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+            elif length == 127:
+                break  # 64 KiB or more: rare, wsproto's
+            end = start + length
+            if end > end_of_data or length > max_size:
+                break
+            payload = _unmask(data[start:end], data[start - 4 : start])
+            if first == 0x81:
+                try:
+                    message = {"type": "websocket.receive", "text": payload.decode("utf-8")}
+                except UnicodeDecodeError:
+                    break  # wsproto parses it again and closes with 1007
+            else:
+                message = {"type": "websocket.receive", "bytes": payload}
+            pos = end
+            self._deliver(message)
+        return data[pos:] if pos else data
+
+    def _on_data(self, event: events.TextMessage | events.BytesMessage) -> None:
+        if self.close_sent:
+            return  # the app has closed: what the peer still sends is dropped
+        data = event.data
+        size = _utf8_size(data) if type(event) is _TEXT else len(data)  # type: ignore[arg-type]
+        if event.message_finished and not self.fragments:
+            if size > self.max_size:
+                self._message_too_big()
+                return
+            key = "text" if type(event) is _TEXT else "bytes"
+            self._deliver({"type": "websocket.receive", key: data})
+            return
+        self.fragments_size += size
+        if self.fragments_size > self.max_size:
+            self._message_too_big()
+            return
+        self.fragments.append(data)
+        if event.message_finished:
+            if type(event) is _TEXT:
+                message = {"type": "websocket.receive", "text": "".join(self.fragments)}
+            else:
+                message = {"type": "websocket.receive", "bytes": b"".join(self.fragments)}
+            self.fragments = []
+            self.fragments_size = 0
+            self._deliver(message)
+
+    def _message_too_big(self) -> None:
+        self.fragments = []
+        self._close_now(
+            CLOSE_MESSAGE_TOO_BIG, f"Message exceeds the maximum size ({self.max_size} bytes)"
+        )
+
+    def _on_close(self, event: events.CloseConnection) -> None:
+        state = self.conn.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The peer starts the closing handshake: echo its code (RFC 6455 5.5.1).
+            self._write(self.conn.send(event.response()))
+            self._disconnected(event.code, event.reason or "")
+            self.transport.close()
+        elif state is ConnectionState.CLOSED:
+            # The peer answered our close frame: the closing handshake is complete.
+            self.transport.close()
+        else:
+            # wsproto found a protocol error (bad frame 1002, invalid UTF-8 1007...) and
+            # reports it as a close event with the code we must send (RFC 6455 7.1.7).
+            self._close_now(event.code, event.reason or "")
+
+    def _deliver(self, message: dict) -> None:
+        messages = self.messages
+        messages.append(message)
+        waiter = self.receive_waiter
+        if waiter is not None:
+            self.receive_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(messages) >= self.max_queue:
+            self._pause_reading()  # the app is behind: let TCP flow control push back
+
+    def _disconnected(self, code: int, reason: str = "") -> None:
+        """Queue the one websocket.disconnect the app will see (after pending messages)."""
+        if self.disconnect_message is None:
+            self.disconnect_message = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._stop_keepalive()
+            self._deliver(self.disconnect_message)
+
+    async def receive(self) -> dict:
+        messages = self.messages
+        if not messages:
+            if self.disconnect_message is not None:
+                return self.disconnect_message  # asked again after the end: same answer
+            if self.output:
+                self._flush()  # about to wait: what the app sent goes out now
+            waiter = self.receive_waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.receive_waiter = None
+        message = messages.popleft()
+        if self.reading_paused and len(messages) < self.max_queue and not self.close_sent:
+            self._resume_reading()
+        return message
+
+    # -- outbound: ASGI messages to wsproto events --------------------------------------------
+
+    async def send(self, message: dict) -> None:
+        if self.writing_paused and not self.lost:
+            await self._drain()
+        if self.lost or (self.disconnect_message is not None and not self.app_closed):
+            raise ClientDisconnected()  # the peer, a limit or the server ended it
+        kind = message["type"]
+        if self.accepted and not self.close_sent:
+            if kind == "websocket.send":
+                self._send_message(message)
+            elif kind == "websocket.close":
+                self._send_close(message.get("code", CLOSE_NORMAL), message.get("reason") or "")
+            else:
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.send' or 'websocket.close', "
+                    f"but got '{kind}'."
+                )
+        elif self.response_started:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(
+                    f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'."
+                )
+            self._send_denial_body(message)
+        elif not self.accepted and not self.close_sent:
+            self._send_handshake_answer(kind, message)
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
+
+    def _send_message(self, message: dict) -> None:
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text")
+            if data is None:
+                raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
+        if self.plain_frames and self.conn.state is _OPEN:
+            if type(data) is str:
+                payload = data.encode("utf-8")
+                header = _frame_header(0x81, len(payload))
+            else:
+                payload = data
+                header = _frame_header(0x82, len(payload))
+            if self.transport.is_closing():
+                return
+            if len(payload) >= 4096:
+                self._write(header)
+                self.transport.write(payload)  # a big payload is not copied
+            elif self.messages:
+                # The app has more messages to answer right away: gather the frames and
+                # write them together, at the latest at the end of this loop pass.
+                self.output.append(header + payload)
+                if not self.flush_scheduled:
+                    self.flush_scheduled = True
+                    self.loop.call_soon(self._flush)
+            else:
+                self._write(header + payload)
+            return
+        try:
+            output = self.conn.send(events.Message(data=data))
+        except LocalProtocolError as exc:  # the peer has closed
+            raise ClientDisconnected() from exc
+        if not self.transport.is_closing():
+            self._write(output)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        self.close_sent = self.app_closed = True
+        self._stop_keepalive()
+        self._disconnected(code, reason)
+        try:
+            output = self.conn.send(events.CloseConnection(code=code, reason=reason))
+        except LocalProtocolError as exc:
+            raise ClientDisconnected() from exc
+        if not self.transport.is_closing():
+            self._write(output)
+            # Read on, to see the peer's close frame; drop it if it never comes.
+            self._resume_reading()
+            self.close_handle = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
+
+    def _send_handshake_answer(self, kind: str, message: dict) -> None:
+        client, path = _log_target(self.scope)
+        if kind == "websocket.accept":
+            self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
+            self._accept(message)
+        elif kind == "websocket.close":
+            # Closing before accepting refuses the handshake (ASGI spec: 403).
+            self.logger.info('%s - "WebSocket %s" 403', client, path)
+            self.close_sent = self.app_closed = True
+            self._disconnected(CLOSE_ABNORMAL)
+            reject = events.RejectConnection(status_code=403, headers=self.settings.response_headers())
+            self.transport.write(self.conn.send(reject))
+            self.transport.close()
+        elif kind == "websocket.http.response.start":
+            status = message["status"]
+            if not 100 <= status < 600:
+                raise RuntimeError("Invalid HTTP status code '%d' in response." % status)
+            self.logger.info('%s - "WebSocket %s" %d', client, path, status)
+            self.response_started = self.app_closed = True
+            headers = self.settings.response_headers() + list(message.get("headers", []))
+            reject = events.RejectConnection(status_code=status, headers=headers, has_body=True)
+            self.transport.write(self.conn.send(reject))
+        else:
+            raise RuntimeError(
+                "Expected ASGI message 'websocket.accept', 'websocket.close' "
+                f"or 'websocket.http.response.start' but got '{kind}'."
+            )
+
+    def _accept(self, message: dict) -> None:
+        extensions: list[Extension] = []
+        if self.settings.per_message_deflate:
+            extensions.append(PerMessageDeflate())  # used only if the client offers it
+        headers = self.settings.response_headers() + list(message.get("headers", []))
+        accept = events.AcceptConnection(
+            subprotocol=message.get("subprotocol"), extensions=extensions, extra_headers=headers
+        )
+        output = self.conn.send(accept)
+        self.accepted = True
+        self.frame_protocol = getattr(self.conn.connection, "_proto", None)
+        self.plain_frames = _supports_plain_frames(self.frame_protocol)
+        if self.transport.is_closing():
+            return
+        self.transport.write(output)
+        self._start_keepalive()
+        if self.pending:
+            pending, self.pending = bytes(self.pending), bytearray()
+            self._feed(pending)
+            if self.reading_paused and len(self.messages) < self.max_queue:
+                self._resume_reading()
+
+    def _send_denial_body(self, message: dict) -> None:
+        finished = not message.get("more_body", False)
+        self.transport.write(
+            self.conn.send(events.RejectData(data=message.get("body", b""), body_finished=finished))
+        )
+        if finished:
+            self.close_sent = self.app_closed = True
+            self._disconnected(CLOSE_ABNORMAL)
+            self.transport.close()
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Send a close frame (when the connection is open) and drop the connection without
+        waiting for the peer's: for limits, timeouts, protocol errors and shutdown."""
+        self.close_sent = True
+        if self.conn.state is _OPEN and not self.transport.is_closing():
+            self._write(self.conn.send(events.CloseConnection(code=code, reason=reason)))
+        self._disconnected(code, reason)
+        self.transport.close()
+
+    def _send_500(self) -> None:
+        if self.accepted or self.response_started or self.close_sent or self.lost:
+            return  # too late for an HTTP answer
+        headers = self.settings.response_headers() + [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"connection", b"close"),
+            (b"content-length", b"21"),
+        ]
+        self.response_started = True
+        output = self.conn.send(events.RejectConnection(status_code=500, headers=headers, has_body=True))
+        output += self.conn.send(events.RejectData(data=b"Internal Server Error"))
+        self.transport.write(output)
+
+    def _refuse_handshake(self, reject: events.RejectConnection) -> None:
+        """An invalid handshake (wsproto's verdict: 400, or 426 for a wrong version)."""
+        self.close_sent = True
+        try:
+            self.transport.write(self.conn.send(reject))
+        except LocalProtocolError:  # pragma: no cover - h11 could not even start a response
+            pass
+        self.transport.close()
+
+    # -- the app ------------------------------------------------------------------------------
+
+    async def _run_app(self) -> None:
+        try:
+            result = await self.ctx.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except Exception:
+            self.logger.exception("Exception in ASGI application\n")
+            self._send_500()
+        else:
+            if not self.accepted and not self.response_started and not self.close_sent:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self._send_500()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The app is done: end the connection, politely when it is still open."""
+        if self.lost or self.close_handle is not None:
+            return  # gone already, or waiting (bounded) for the peer's close frame
+        if self.accepted and not self.close_sent and self.conn.state is _OPEN:
+            self.close_sent = True
+            self._write(self.conn.send(events.CloseConnection(code=CLOSE_NORMAL)))
+        self.transport.close()
+
+    def _on_app_done(self, task: asyncio.Task[None]) -> None:
+        if self.lost:
+            self.ctx.websockets.discard(self)
+
+    # -- keepalive (RFC 6455 5.5.2, 5.5.3) ----------------------------------------------------
+
+    def _start_keepalive(self) -> None:
+        if self.settings.ping_interval is not None:
+            self.ping_handle = self.loop.call_later(self.settings.ping_interval, self._send_ping)
+
+    def _stop_keepalive(self) -> None:
+        if self.ping_handle is not None:
+            self.ping_handle.cancel()
+            self.ping_handle = None
+        if self.pong_handle is not None:
+            self.pong_handle.cancel()
+            self.pong_handle = None
+        self.ping_payload = None
+
+    def _send_ping(self) -> None:
+        self.ping_handle = None
+        if self.close_sent or self.conn.state is not _OPEN or self.transport.is_closing():
+            return
+        # A random payload, so that only the answer to this ping counts as one.
+        self.ping_payload = os.urandom(4)
+        self._write(self.conn.send(events.Ping(payload=self.ping_payload)))
+        if self.settings.ping_timeout is not None:
+            self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
+        else:
+            self._start_keepalive()
+
+    def _on_pong(self, event: events.Pong) -> None:
+        if self.ping_payload is None or bytes(event.payload) != self.ping_payload:
+            return  # unsolicited (RFC 6455 5.5.3 allows them) or stale
+        self.ping_payload = None
+        if self.pong_handle is not None:
+            self.pong_handle.cancel()
+            self.pong_handle = None
+            self._start_keepalive()
+
+    def _ping_timed_out(self) -> None:
+        self.pong_handle = None
+        self._trace("WebSocket keepalive ping timeout")
+        self._close_now(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        """Write after whatever frames are gathered, keeping their order."""
+        if self.output:
+            self.output.append(data)
+            data = b"".join(self.output)
+            self.output.clear()
+        self.transport.write(data)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        if self.output:
+            data = b"".join(self.output)
+            self.output.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    # -- flow control -------------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and not self.lost:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and not self.lost:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    async def _drain(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is None or waiter.done():
+            waiter = self.drain_waiter = self.loop.create_future()
+        await waiter
+
+    def _wake_writer(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _trace(self, message: str) -> None:
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+            client = self.scope.get("client")
+            prefix = "%s:%d - " % tuple(client) if client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%s%s", prefix, message)
