@@ -20,6 +20,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from configparser import RawConfigParser
+from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any, Literal
 
@@ -174,13 +175,14 @@ class Config:
         self.ws_ping_interval = ws_ping_interval
         self.ws_ping_timeout = ws_ping_timeout
         self.ws_per_message_deflate = ws_per_message_deflate
-        # Stored, not acted on yet: the reload and workers supervisors are later issues;
-        # until then run() serves in one process and says so.
+        # Process supervision (supervisors/): --reload and --workers. The reload paths and
+        # patterns are resolved below, once logging is configured, as Uvicorn's Config does.
         self.reload = reload
-        self.reload_dirs = reload_dirs
+        self.reload_dirs: list[Path] = []
+        self.reload_dirs_excludes: list[Path] = []
+        self.reload_includes: list[str] = []
+        self.reload_excludes: list[str] = []
         self.reload_delay = reload_delay
-        self.reload_includes = reload_includes
-        self.reload_excludes = reload_excludes
         self.workers = workers or 1
         if workers is None and "WEB_CONCURRENCY" in os.environ:
             self.workers = int(os.environ["WEB_CONCURRENCY"])
@@ -213,6 +215,14 @@ class Config:
         self.loaded = False
         self.configure_logging()
 
+        if (reload_dirs or reload_includes or reload_excludes) and not self.should_reload:
+            logger.warning(
+                "Current configuration will not reload as not all conditions are met, "
+                "please refer to documentation."
+            )
+        if self.should_reload:
+            self._resolve_reload_paths(reload_dirs, reload_includes, reload_excludes)
+
         if env_file is not None:
             self._load_env_file(env_file)
 
@@ -238,6 +248,40 @@ class Config:
                 f"loop={self.loop!r} is not one of {', '.join(LOOP_CHOICES)} "
                 "or a 'module:factory' import string."
             )
+
+    def _resolve_reload_paths(
+        self,
+        dirs: list[str] | str | None,
+        includes: list[str] | str | None,
+        excludes: list[str] | str | None,
+    ) -> None:
+        """Uvicorn's reading of --reload-dir/--reload-include/--reload-exclude: a pattern
+        that names directories also watches (include) or skips (exclude) them; watched
+        directories inside an excluded one are dropped; the default is the current one."""
+        given_dirs = _as_list(dirs)
+        self.reload_includes, self.reload_dirs = _patterns_and_dirs(_as_list(includes), given_dirs)
+        self.reload_excludes, self.reload_dirs_excludes = _patterns_and_dirs(_as_list(excludes), [])
+        self.reload_dirs = [
+            watched
+            for watched in self.reload_dirs
+            if not any(
+                skipped == watched or skipped in watched.parents
+                for skipped in self.reload_dirs_excludes
+            )
+        ]
+        self.reload_includes = [p for p in self.reload_includes if p not in self.reload_excludes]
+        if not self.reload_dirs:
+            if given_dirs:
+                logger.warning(
+                    "Provided reload directories %s did not contain valid directories, "
+                    "watching current working directory.",
+                    given_dirs,
+                )
+            self.reload_dirs = [Path.cwd()]
+        logger.info(
+            "Will watch for changes in these directories: %s",
+            sorted(str(d) for d in self.reload_dirs),
+        )
 
     # -- derived properties (Uvicorn's names) -----------------------------------------
 
@@ -395,6 +439,11 @@ class Config:
                 "http= takes a name (auto, palfrey, httptools, h11, zttp); Palfrey cannot run "
                 f"a foreign protocol class ({self.http!r})."
             )
+        if not isinstance(self.ws, str):
+            problems.append(
+                "ws= takes a name (auto, none, wsproto, websockets, websockets-sansio); Palfrey "
+                f"cannot run a foreign protocol class ({self.ws!r})."
+            )
         for problem in problems:
             logger.error(problem)
         if problems:
@@ -551,6 +600,9 @@ class Config:
                 logger.error(exc)
                 sys.exit(STARTUP_FAILURE)
             log_running(self, port=sock.getsockname()[1])
+        # Listen here, not only in the children: connections that arrive while the workers
+        # (or a reloaded child) start wait in the backlog instead of being refused.
+        sock.listen(self.backlog)
         sock.set_inheritable(True)
         return sock
 
@@ -573,6 +625,46 @@ def create_ssl_context(
     if ciphers:
         context.set_ciphers(ciphers)
     return context
+
+
+# --reload's file filter (supervisors/reload.py), as Uvicorn's: Python sources are watched;
+# dotfiles, compiled Python, editor swap files and backups are not.
+RELOAD_DEFAULT_INCLUDES = ("*.py",)
+RELOAD_DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
+
+
+def _as_list(value: list[str] | str | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(dict.fromkeys(value))
+
+
+def is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long to be a path
+        return False
+
+
+def _patterns_and_dirs(patterns: list[str], dirs: list[str]) -> tuple[list[str], list[Path]]:
+    """The patterns, and the directories: ``dirs`` plus those the patterns name (literally,
+    or as a glob relative to the current directory), resolved, outermost only."""
+    found = [Path(d) for d in dirs]
+    for pattern in patterns:
+        if pattern == ".*":
+            continue  # as a directory glob it would watch every hidden directory
+        if is_dir(Path(pattern)):
+            found.append(Path(pattern))
+        elif pattern and not Path(pattern).is_absolute():
+            try:
+                found.extend(match for match in Path.cwd().glob(pattern) if is_dir(match))
+            except ValueError:
+                pass  # not a valid directory glob (e.g. "a**"): a file pattern only
+    resolved = {path.resolve() for path in found if is_dir(path)}
+    outermost = [d for d in resolved if not any(other in d.parents for other in resolved)]
+    return list(dict.fromkeys(patterns)), sorted(outermost)
 
 
 # Every Config parameter's default, read from the signature above, so the CLI can use

@@ -150,6 +150,7 @@ class Server:
 
     def _create_context(self, loop: asyncio.AbstractEventLoop) -> Any:
         from palfrey._parser import ServerContext
+        from palfrey.protocols.websocket import websocket_protocol_factory
 
         config = self.config
         access_logger = logging.getLogger("palfrey.access")
@@ -174,7 +175,7 @@ class Server:
             limit_header_count=config.limit_header_count,
             limit_target_size=config.limit_target_size,
             limit_body_size=config.limit_body_size,
-            ws_protocol=None,  # WebSockets are issue 5: until then upgrades are plain HTTP
+            ws_protocol=websocket_protocol_factory(config, logger),  # None for --ws none
         )
         self._ctx = ctx
         self.server_state.ctx = ctx
@@ -274,9 +275,13 @@ class Server:
             server.close()
         for sock in sockets or []:
             sock.close()
-
-        # Idle connections close now; in-flight responses finish with connection: close.
+        # Idle keep-alive connections close now; in-flight responses finish with
+        # connection: close; a connection accepted just before the listener closed still
+        # gets its first request answered (the core gives it a short grace).
         ctx.shutdown()
+        # WebSockets are closed with 1012 (Service Restart); their apps see the disconnect.
+        for websocket in list(ctx.websockets):
+            websocket.shutdown()
         try:
             await asyncio.wait_for(self._drain(), timeout=self.config.timeout_graceful_shutdown)
         except TimeoutError:  # asyncio's is the builtin since 3.11
@@ -295,21 +300,25 @@ class Server:
         500s are written and their log lines come before the lifespan shutdown's."""
         ctx = self._ctx
         ctx.cancel_requests()
+        for websocket in list(ctx.websockets):
+            websocket.cancel()
         deadline = asyncio.get_running_loop().time() + CANCEL_SETTLE_SECONDS
-        while ctx.active_requests and asyncio.get_running_loop().time() < deadline:
+        while (ctx.active_requests or ctx.websockets) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
 
     async def _drain(self) -> None:
         ctx = self._ctx
-        if ctx.connections or ctx.active_requests:
+        if ctx.connections or ctx.active_requests or ctx.websockets:
             # Give connections closed by ctx.shutdown() a moment to report connection_lost,
             # so the message below is only logged when something really is still running.
             await asyncio.sleep(0.1)
 
-        if ctx.connections and not self.force_exit:
+        # A WebSocket counts as a connection until its app call has returned too.
+        if (ctx.connections or ctx.websockets) and not self.force_exit:
             logger.info("Waiting for connections to close. (CTRL+C to force quit)")
-            while ctx.connections and not self.force_exit:
+            while (ctx.connections or ctx.websockets) and not self.force_exit:
                 await asyncio.sleep(0.1)
+                ctx.tick(asyncio.get_running_loop().time())  # deadlines still apply
 
         # An app call can outlive its connection (a client that left mid-request).
         if ctx.active_requests and not self.force_exit:
@@ -368,14 +377,10 @@ def run(app: Any, **kwargs: Any) -> None:
                 "You must pass the application as an import string to enable 'reload' or 'workers'."
             )
             sys.exit(STARTUP_FAILURE)
-        # The reload and multiprocess supervisors are later issues; say so, don't pretend.
-        if config.reload:
-            logger.warning("--reload is not implemented yet; serving without reloading.")
-        else:
-            logger.warning(
-                "--workers %d is not implemented yet; serving in a single process.",
-                config.workers,
-            )
+        status = _run_supervised(config)
+        if status:
+            sys.exit(status)
+        return
 
     # Import once up front so a bad APP fails before any loop or socket exists.
     config.load_app()
@@ -389,3 +394,29 @@ def run(app: Any, **kwargs: Any) -> None:
 
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _run_supervised(config: Config) -> int:
+    """--reload or --workers: bind once here, serve from child processes (supervisors/).
+
+    The app is not imported in this process (as Uvicorn): each child imports it, so a
+    reload sees the edited code. Returns the exit status.
+    """
+    from palfrey.supervisors import ChangeReload, Multiprocess
+
+    sock = config.bind_socket()
+    status = 0
+    try:
+        if config.should_reload:
+            ChangeReload(config, sockets=[sock]).run()
+        else:
+            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor.run()
+            status = supervisor.exit_status
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        if config.uds and os.path.exists(config.uds):
+            os.remove(config.uds)
+    return status
