@@ -30,6 +30,9 @@ logger = logging.getLogger("palfrey.error")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The stop flag is checked this often while pausing between looks.
 PAUSE_STEP_SECONDS = 0.05
+# watchfiles returns from a wait at least this often (ms), so the first call, which arms
+# the watcher, is short, and a stop request is seen promptly.
+ARM_TIMEOUT_MS = 200
 
 
 class ReloadFilter:
@@ -116,8 +119,10 @@ class BaseReload:
         self._log_lifecycle("Started reloader process [%d] using %s")
         previous = {sig: signal.signal(sig, self._handle_stop) for sig in STOP_SIGNALS}
         try:
+            changes_seen = self.watch()
+            next(changes_seen)  # arm the watcher first: an edit made as the child starts counts
             self.process = self._start_child()
-            for changes in self.watch():
+            for changes in changes_seen:
                 logger.warning(
                     "%s detected changes in %s. Reloading...",
                     self.reloader_name,
@@ -131,6 +136,7 @@ class BaseReload:
         self._log_lifecycle("Stopping reloader process [%d]")
 
     def watch(self) -> Iterator[list[Path]]:
+        """Yield an empty list once the watcher is armed, then each batch of changed files."""
         raise NotImplementedError
 
     def restart(self) -> None:
@@ -193,8 +199,11 @@ class WatchFilesReload(BaseReload):
             watch_filter=lambda change, path: self.filter(Path(path)),
             stop_event=self.should_exit,
             yield_on_timeout=True,
+            rust_timeout=ARM_TIMEOUT_MS,
             ignore_permission_denied=True,
         )
+        next(events, None)  # the first call sets up inotify (it returns at the timeout)
+        yield []
         while not self.should_exit.is_set():
             self.pause()
             # Events that arrive meanwhile are kept by the watcher for the next call.
@@ -216,6 +225,7 @@ class StatReload(BaseReload):
 
     def watch(self) -> Iterator[list[Path]]:
         previous = self.snapshot()
+        yield []
         while not self.should_exit.is_set():
             self.pause()
             if self.should_exit.is_set():
