@@ -1,16 +1,23 @@
 """Helpers for the configuration/CLI/proxy/TLS tests: a server process started with exactly
-the arguments given (no --host/--port added), ready when a given log line appears."""
+the arguments given (no --host/--port added), ready when a given log line appears; nginx in
+front of it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.conftest import ROOT, START_TIMEOUT, ServerProcess
+from tests.conftest import ROOT, START_TIMEOUT, ServerProcess, free_port
 
 _ESC = r"(?:\x1b\[[0-9;]*m)*"  # --use-colors wraps the address in ANSI codes
 RUNNING_ANY = re.compile(
@@ -95,3 +102,68 @@ def unix_request(path: str, data: bytes, timeout: float = 5.0) -> bytes:
             if not chunk:
                 return bytes(out)
             out += chunk
+
+
+# -- nginx in front (tests/test_nginx.py, tests/test_websocket_nginx.py) -----------------------
+
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+)
+
+# Everything nginx writes goes under the test's temporary directory: pid, logs, temp files.
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    proxy_http_version 1.1;
+{http}
+}}
+"""
+
+
+@contextlib.contextmanager
+def running_nginx(tmp: Path, http: str) -> Iterator[int]:
+    """Run nginx with ``http`` (the inside of its http block, listening on ``{port}``) from
+    a config in ``tmp``; yield the port once it accepts; always stop it by PID."""
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, http=http.replace("{port}", str(port))))
+    nginx = subprocess.Popen(
+        [NGINX, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if nginx.poll() is not None:
+                out = nginx.stdout.read().decode(errors="replace") if nginx.stdout else ""
+                log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
+                raise RuntimeError(f"nginx exited with {nginx.returncode}:\n{out}\n{log}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start listening within 10 s") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        if nginx.poll() is None:
+            os.kill(nginx.pid, signal.SIGTERM)
+            try:
+                nginx.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(nginx.pid, signal.SIGKILL)
+                nginx.wait(timeout=5)
+        if nginx.stdout is not None:
+            nginx.stdout.close()

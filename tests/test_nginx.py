@@ -9,48 +9,26 @@ proxy and the test client have different addresses and only the proxy is trusted
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import time
 
 import pytest
 
-from tests.conftest import RawConn, free_port, simple_get
-from tests.support import Proc
+from tests.conftest import RawConn, simple_get
+from tests.support import NGINX, Proc, running_nginx
 
 pytestmark = pytest.mark.palfrey_only
 
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
-)
 PROXY_ADDR = "127.0.0.2"
 
-CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+HTTP = """\
 
     upstream palfrey_tcp {{ server 127.0.0.1:{tcp_port}; keepalive 4; }}
     upstream palfrey_unix {{ server unix:{sock}; keepalive 4; }}
 
     # proxy_set_header is inherited only by blocks that set none: hence the repeats.
-    proxy_http_version 1.1;
 
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{{port}};
         # As a typical site: the client's address appended to X-Forwarded-For.
         location /tcp/ {{
             proxy_pass http://palfrey_tcp/;
@@ -85,7 +63,6 @@ http {{
             proxy_set_header X-Forwarded-Proto https;
         }}
     }}
-}}
 """
 
 
@@ -107,7 +84,6 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nginx")
     sock = str(tmp / "palfrey.sock")
     servers: list[Proc] = []
-    nginx = None
     try:
         tcp = Proc("tests.apps:scope_app", "--port", "0", "--forwarded-allow-ips", PROXY_ADDR)
         servers.append(tcp)
@@ -115,37 +91,10 @@ def stack(tmp_path_factory):
         unix = Proc("tests.apps:scope_app", "--uds", sock, "--forwarded-allow-ips", sock)
         servers.append(unix)
         unix.start()
-        port = free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(CONF.format(tmp=tmp, tcp_port=tcp.port, sock=sock, port=port,
-                                    proxy_addr=PROXY_ADDR))
-        nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-e", str(tmp / "error.log"),
-                                  "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            if nginx.poll() is not None:
-                out = nginx.stdout.read().decode(errors="replace") if nginx.stdout else ""
-                log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
-                pytest.fail(f"nginx exited with {nginx.returncode}:\n{out}\n{log}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not start listening within 10 s")
-                time.sleep(0.05)
-        yield {"port": port, "tcp": tcp, "unix": unix, "sock": sock}
+        http = HTTP.format(tcp_port=tcp.port, sock=sock, proxy_addr=PROXY_ADDR)
+        with running_nginx(tmp, http) as port:
+            yield {"port": port, "tcp": tcp, "unix": unix, "sock": sock}
     finally:
-        if nginx is not None and nginx.poll() is None:
-            os.kill(nginx.pid, signal.SIGTERM)
-            try:
-                nginx.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(nginx.pid, signal.SIGKILL)
-                nginx.wait(timeout=5)
-        if nginx is not None and nginx.stdout is not None:
-            nginx.stdout.close()
         for server in servers:
             server.stop()
 

@@ -4,38 +4,18 @@ Upgrade forwarded as nginx documents it, X-Forwarded-Proto https mapped to schem
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import RawConn, free_port
-from tests.support import Proc
-from tests.test_nginx import NGINX
+from tests.support import NGINX, Proc, running_nginx
 from tests.ws_raw import OP_BINARY, OP_CLOSE, OP_TEXT, WsConn, close_payload, frame
 
 pytestmark = pytest.mark.palfrey_only
 
-CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    proxy_http_version 1.1;
+HTTP = """\
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{{port}};
         location /tcp/ {{
             proxy_pass http://127.0.0.1:{tcp_port}/;
             proxy_set_header Upgrade $http_upgrade;
@@ -51,7 +31,6 @@ http {{
             proxy_set_header Host $host;
         }}
     }}
-}}
 """
 
 
@@ -62,7 +41,6 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nginx-ws")
     sock = str(tmp / "palfrey.sock")
     servers: list[Proc] = []
-    nginx = None
     try:
         tcp = Proc("tests.ws_apps:app", "--port", "0")
         servers.append(tcp)
@@ -70,32 +48,9 @@ def stack(tmp_path_factory):
         unix = Proc("tests.ws_apps:app", "--uds", sock)
         servers.append(unix)
         unix.start()
-        port = free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(CONF.format(tmp=tmp, tcp_port=tcp.port, sock=sock, port=port))
-        nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-e", str(tmp / "error.log"),
-                                  "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            if nginx.poll() is not None:
-                pytest.fail(f"nginx exited with {nginx.returncode}")
-            try:
-                RawConn(port).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not start listening within 10 s")
-                time.sleep(0.05)
-        yield {"port": port, "tcp": tcp, "unix": unix}
+        with running_nginx(tmp, HTTP.format(tcp_port=tcp.port, sock=sock)) as port:
+            yield {"port": port, "tcp": tcp, "unix": unix}
     finally:
-        if nginx is not None and nginx.poll() is None:
-            os.kill(nginx.pid, signal.SIGTERM)
-            try:
-                nginx.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(nginx.pid, signal.SIGKILL)
-                nginx.wait(timeout=5)
         for server in servers:
             server.stop()
 
