@@ -302,9 +302,7 @@ def start_server(
     return ServerProcess(app, args, env, port).start()
 
 
-@pytest.fixture
-def server_factory() -> Iterator:
-    """Start servers inside one test; all are stopped at teardown."""
+def _servers_stopped_at_teardown() -> Iterator:
     servers: list[ServerProcess] = []
 
     def make(
@@ -320,26 +318,18 @@ def server_factory() -> Iterator:
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def server_factory() -> Iterator:
+    """Start servers inside one test; all are stopped at teardown."""
+    yield from _servers_stopped_at_teardown()
 
 
 @pytest.fixture(scope="module")
 def module_server_factory() -> Iterator:
     """Like server_factory but the servers live for the whole module."""
-    servers: list[ServerProcess] = []
-
-    def make(
-        app: str = "tests.apps:app",
-        *args: str,
-        env: dict[str, str] | None = None,
-        port: int | None = None,
-    ) -> ServerProcess:
-        s = ServerProcess(app, args, env, port)
-        servers.append(s)
-        return s.start()
-
-    yield make
-    for s in servers:
-        s.stop()
+    yield from _servers_stopped_at_teardown()
 
 
 @pytest.fixture(scope="module")
