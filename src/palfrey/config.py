@@ -2,8 +2,8 @@
 
 ``Config.__init__``'s signature *is* the table of defaults: the CLI reads them from it
 (``DEFAULTS["port"]``) and never repeats a value. Every Uvicorn 0.54 ``Config`` parameter is
-accepted under the same name so ``uvicorn.Config(...)`` call sites work unchanged; the ones
-this first version does not act on yet are stored and say so below.
+accepted under the same name so ``uvicorn.Config(...)`` call sites work unchanged; the few
+that have no effect in Palfrey say so below.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class Config:
         self.limit_target_size = limit_target_size
         self.limit_body_size = limit_body_size
 
-        # Stored, not acted on yet: the WebSocket issue wires these to protocols/websocket.py.
+        # Read by protocols/websocket.py (server.py binds them into the ws_protocol factory).
         self.ws = ws
         self.ws_max_size = ws_max_size
         self.ws_max_queue = ws_max_queue
