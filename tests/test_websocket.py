@@ -4,7 +4,9 @@ client and raw sockets, against a real server subprocess serving tests/ws_apps.p
 from __future__ import annotations
 
 import json
+import os
 import select
+import socket
 import signal
 import time
 import zlib
@@ -86,6 +88,47 @@ def test_many_small_messages_in_one_write_keep_their_order(ws_server):
         c.send(b"".join(frame(OP_TEXT, b"m%d" % i) for i in range(200)))
         got = [c.read_frame()[2] for _ in range(200)]
         assert got == [b"m%d" % i for i in range(200)]
+
+
+
+# The compiled data path reads whole unfragmented frames itself and leaves the rest to wsproto:
+# lengths around its word-at-a-time unmasking and the 7/16/64-bit length forms, frames split
+# across reads, and a bad frame after good ones in the same read.
+BOUNDARY_LENGTHS = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 126, 127, 4095, 4096, 4097, 65535, 65536]
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_payload_lengths_at_the_frame_format_boundaries(ws_server, opcode):
+    with WsConn(ws_server.port) as c:
+        for n in BOUNDARY_LENGTHS:
+            payload = (b"abc\xc3\xa9" * n)[:n] if opcode == OP_TEXT else os.urandom(n)
+            if opcode == OP_TEXT and n and payload[-1] == 0xC3:
+                payload = payload[:-1] + b"x"  # never cut a UTF-8 sequence in two
+            c.send(frame(opcode, payload))
+            assert c.read_frame() == (opcode, True, payload), n
+
+
+def test_frames_split_across_reads(ws_server):
+    messages = [b"first", b"x" * 300, b"third"]
+    wire = b"".join(frame(OP_BINARY, m) for m in messages)
+    with WsConn(ws_server.port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(wire), 7):  # 7 bytes a time: boundaries fall everywhere
+            c.send(wire[i : i + 7])
+            time.sleep(0.002)
+        c.send(wire)  # and then all at once again
+        got = [c.read_frame()[2] for _ in range(2 * len(messages))]
+        assert got == messages * 2
+
+
+def test_invalid_utf8_after_valid_frames_in_one_read(ws_server):
+    mark = ws_server.mark()
+    with WsConn(ws_server.port, path="/record") as c:
+        c.send(frame(OP_TEXT, b"ok") + frame(OP_BINARY, b"\xff") + frame(OP_TEXT, b"\xff"))
+        assert c.read_close()[0] == 1007
+    wait_app_line(ws_server, r"recorded text='ok' bytes=None", mark)
+    wait_app_line(ws_server, r"recorded text=None bytes=b'\\xff'", mark)
+    wait_app_line(ws_server, r"recorded disconnect code=1007", mark)
 
 
 # -- the scope and the handshake ------------------------------------------------------------------
@@ -274,6 +317,7 @@ def test_compressed_frame_on_the_wire(ws_server):
         opcode, fin, payload = read_frame(c)
         assert opcode == OP_TEXT and fin
         assert zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff") == b"a" * 1000
+
 
 
 def test_permessage_deflate_can_be_switched_off(server_factory):

@@ -33,6 +33,18 @@ async def ws_echo(scope, receive, send):
     await echo_until_disconnect(receive, send)
 
 
+async def ws_record(scope, receive, send):
+    """Report every message instead of answering it."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            report(f"recorded disconnect code={message['code']}")
+            return
+        report(f"recorded text={message.get('text')!r} bytes={message.get('bytes')!r}")
+
+
 async def ws_scope(scope, receive, send):
     await receive()
     await send({"type": "websocket.accept"})
@@ -114,6 +126,7 @@ def _query(scope):
 
 ROUTES = {
     "/echo": ws_echo,
+    "/record": ws_record,
     "/scope": ws_scope,
     "/subprotocol": ws_subprotocol,
     "/reject": ws_reject,

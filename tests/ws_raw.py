@@ -59,9 +59,10 @@ class WsConn(RawConn):
     """RawConn after a successful handshake; ``read_frame`` returns (opcode, fin, payload)."""
 
     def __init__(self, port: int = 0, path: str = "/echo", uds: str | None = None,
-                 timeout: float = SOCK_TIMEOUT, after_handshake: bytes = b"") -> None:
+                 timeout: float = SOCK_TIMEOUT, after_handshake: bytes = b"",
+                 extra_headers: bytes = b"") -> None:
         super().__init__(port, timeout=timeout, uds=uds)
-        self.send(handshake_request(path) + after_handshake)
+        self.send(handshake_request(path, extra=extra_headers) + after_handshake)
         self.head = self.read_until(b"\r\n\r\n")
         assert self.head.startswith(b"HTTP/1.1 101 "), self.head
 

@@ -93,3 +93,52 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None: ...
     def pause_writing(self) -> None: ...
     def resume_writing(self) -> None: ...
+
+class _WebSocketCore:
+    """The compiled part of one WebSocket connection (defined in _websocket.pxi); the base of
+    protocols/websocket.py's WebSocketProtocol, which sets the attributes and keeps wsproto.
+
+    Once accepted without an extension (``plain_frames``), whole, masked, unfragmented text
+    and binary frames are read here: unmasked a word at a time, decoded (strict UTF-8) and
+    queued as ``websocket.receive`` messages. The first frame that is anything else, and what
+    follows it, goes to the subclass's ``_feed_wsproto(data)``; it sets ``wsproto_busy`` while
+    wsproto holds part of a frame or message. ``send()`` frames ``websocket.send`` messages
+    here and passes every other message, in every other state, to ``_send_other(message)``.
+    Frames the app sends while it still has messages to answer are gathered into one write.
+    Reading stops while ``max_queue`` messages wait, and ``send()`` waits while the transport
+    has paused writing."""
+
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    max_size: int
+    max_queue: int
+    pending: bytearray
+    accepted: bool
+    response_started: bool
+    close_sent: bool
+    app_closed: bool
+    lost: bool
+    plain_frames: bool
+    wsproto_busy: bool
+    messages: Any
+    receive_waiter: asyncio.Future[None] | None
+    disconnect_message: dict | None
+    output: list[bytes]
+    flush_scheduled: bool
+    reading_paused: bool
+    writing_paused: bool
+    drain_waiter: asyncio.Future[None] | None
+
+    def data_received(self, data: bytes) -> None: ...
+    def deliver(self, message: dict) -> None:
+        """Queue an ASGI message for receive() and wake it."""
+    async def receive(self) -> dict: ...
+    async def send(self, message: dict) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def _write(self, data: bytes) -> None:
+        """Write after the frames already gathered, keeping their order."""
+    def _flush(self) -> None: ...
+    def _wake_writer(self) -> None: ...
+    def _pause_reading(self) -> None: ...
+    def _resume_reading(self) -> None: ...

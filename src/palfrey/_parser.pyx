@@ -1384,3 +1384,6 @@ async def _run_asgi(RequestCycle cycle, app):
         ctx.active_requests -= 1
         if cycle.conn.closed:
             ctx.connections.discard(cycle.conn)
+
+
+include "_websocket.pxi"

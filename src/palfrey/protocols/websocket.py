@@ -12,7 +12,6 @@ and write backpressure, and closing on server shutdown.
 from __future__ import annotations
 
 import asyncio
-import collections
 import email.utils
 import functools
 import logging
@@ -26,6 +25,7 @@ from wsproto.connection import ConnectionState
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from palfrey._parser import _WebSocketCore
 from palfrey.logging import TRACE_LOG_LEVEL
 
 # Close codes (RFC 6455 section 7.4.1).
@@ -38,10 +38,6 @@ CLOSE_SERVICE_RESTART = 1012  # RFC 6455 IANA registry: "Service Restart"
 # After sending our close frame, how long to wait for the peer's before dropping the
 # connection (RFC 6455 section 7.1.1: the server should close the TCP connection first).
 CLOSE_TIMEOUT = 10.0
-# Frames that arrive before the app accepts are held until it does; past this many bytes
-# the client is not told to stop, its socket just stops being read.
-PENDING_LIMIT = 64 * 1024
-
 _OPEN = ConnectionState.OPEN
 _TEXT = events.TextMessage
 _BYTES = events.BytesMessage
@@ -139,22 +135,6 @@ def handshake_request(http_scope: dict) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR with the 4-byte masking key (RFC 6455 5.3), as one big-integer operation."""
-    n = len(payload)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def _frame_header(opcode_byte: int, length: int) -> bytes:
-    """A server frame's header (RFC 6455 5.2): FIN, no RSV bits, not masked."""
-    if length < 126:
-        return bytes((opcode_byte, length))
-    if length < 65536:
-        return bytes((opcode_byte, 126)) + length.to_bytes(2, "big")
-    return bytes((opcode_byte, 127)) + length.to_bytes(8, "big")
-
-
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
@@ -183,8 +163,10 @@ def _supports_plain_frames(frame_protocol: Any) -> bool:
 # -- the protocol -------------------------------------------------------------------------------
 
 
-class WebSocketProtocol(asyncio.Protocol):
-    """One WebSocket connection, from the handshake the core handed over to the close."""
+class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
+    """One WebSocket connection, from the handshake the HTTP core handed over to the close.
+    What every message goes through (frames, receive, send, flow control) is compiled, in
+    _WebSocketCore (_websocket.pxi); this class is the rest, around wsproto."""
 
     def __init__(
         self,
@@ -206,34 +188,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self.scope = websocket_scope(http_scope)
         self.conn = wsproto.WSConnection(ConnectionType.SERVER)
         self.app_task: asyncio.Task[None] | None = None
-        # Set at accept when no extension is in use: whole, unfragmented data frames are
-        # then read and written here, everything else goes through wsproto (see _feed).
-        self.plain_frames = False
-        self.frame_protocol: Any = None
-
+        self.frame_protocol: Any = None  # wsproto's, for _at_frame_boundary
         # Frames that arrive before the app accepts: wsproto has no connection to take them
         # yet (RFC 6455 4.1 lets a client send right after its handshake).
         self.pending = bytearray(leftover)
-        self.accepted = False  # 101 sent
-        self.response_started = False  # a denial response (websocket.http.response.start)
-        self.close_sent = False  # the app, or the server, ended the conversation
-        self.app_closed = False  # ... and it was the app (websocket.close, a denial)
-        self.lost = False  # connection_lost seen
-
-        # Inbound ASGI messages, consumed by receive(); the connection is no longer read
-        # while max_queue of them wait.
-        self.messages: collections.deque[dict] = collections.deque([{"type": "websocket.connect"}])
-        self.receive_waiter: asyncio.Future[None] | None = None
-        self.disconnect_message: dict | None = None
-        self.reading_paused = False
         self.fragments: list[Any] = []  # parts of a fragmented message (RFC 6455 5.4)
         self.fragments_size = 0
-
-        self.output: list[bytes] = []  # frames gathered for one write (see _send_message)
-        self.flush_scheduled = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
-
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
@@ -278,21 +238,6 @@ class WebSocketProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # half-closed by the peer: close our side too
 
-    def data_received(self, data: bytes) -> None:
-        if self.accepted:
-            self._feed(data)
-        elif not self.response_started and not self.close_sent:
-            self.pending += data
-            if len(self.pending) > PENDING_LIMIT:
-                self._pause_reading()
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        self._wake_writer()
-
     # -- called by the server -----------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -317,11 +262,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- inbound: wsproto events to ASGI messages ---------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        if self.plain_frames and self._at_frame_boundary():
-            data = self._take_plain_frames(data)
-            if not data:
-                return
+    def _feed_wsproto(self, data: bytes) -> None:
+        """What the core's data path leaves to wsproto (see _WebSocketCore.data_received)."""
         conn = self.conn
         try:
             conn.receive_data(data)
@@ -341,6 +283,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._on_pong(event)  # type: ignore[arg-type]
             elif kind is events.CloseConnection:
                 self._on_close(event)  # type: ignore[arg-type]
+        if self.plain_frames:
+            self.wsproto_busy = not self._at_frame_boundary()
 
     def _at_frame_boundary(self) -> bool:
         """True when wsproto holds no partial frame or message, so the next bytes start a
@@ -356,42 +300,6 @@ class WebSocketProtocol(asyncio.Protocol):
             and not self.close_sent
         )
 
-    def _take_plain_frames(self, data: bytes) -> bytes:
-        """Deliver the complete, masked, unfragmented text and binary frames at the start of
-        ``data`` (the common case, read without wsproto's per-frame objects); return the
-        rest, from the first frame that is anything else, for wsproto to parse and judge."""
-        pos, end_of_data = 0, len(data)
-        max_size = self.max_size
-        while end_of_data - pos >= 6:
-            first, second = data[pos], data[pos + 1]
-            # 0x81/0x82: FIN, no RSV bit, text/binary; 0x80 in the second byte: masked,
-            # as every client frame must be (RFC 6455 5.1).
-            if (first != 0x81 and first != 0x82) or second < 0x80:
-                break
-            length = second & 0x7F
-            start = pos + 6
-            if length == 126:
-                if end_of_data - pos < 8:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                start = pos + 8
-            elif length == 127:
-                break  # 64 KiB or more: rare, wsproto's
-            end = start + length
-            if end > end_of_data or length > max_size:
-                break
-            payload = _unmask(data[start:end], data[start - 4 : start])
-            if first == 0x81:
-                try:
-                    message = {"type": "websocket.receive", "text": payload.decode("utf-8")}
-                except UnicodeDecodeError:
-                    break  # wsproto parses it again and closes with 1007
-            else:
-                message = {"type": "websocket.receive", "bytes": payload}
-            pos = end
-            self._deliver(message)
-        return data[pos:] if pos else data
-
     def _on_data(self, event: events.TextMessage | events.BytesMessage) -> None:
         if self.close_sent:
             return  # the app has closed: what the peer still sends is dropped
@@ -402,7 +310,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._message_too_big()
                 return
             key = "text" if type(event) is _TEXT else "bytes"
-            self._deliver({"type": "websocket.receive", key: data})
+            self.deliver({"type": "websocket.receive", key: data})
             return
         self.fragments_size += size
         if self.fragments_size > self.max_size:
@@ -416,7 +324,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 message = {"type": "websocket.receive", "bytes": b"".join(self.fragments)}
             self.fragments = []
             self.fragments_size = 0
-            self._deliver(message)
+            self.deliver(message)
 
     def _message_too_big(self) -> None:
         self.fragments = []
@@ -439,46 +347,18 @@ class WebSocketProtocol(asyncio.Protocol):
             # reports it as a close event with the code we must send (RFC 6455 7.1.7).
             self._close_now(event.code, event.reason or "")
 
-    def _deliver(self, message: dict) -> None:
-        messages = self.messages
-        messages.append(message)
-        waiter = self.receive_waiter
-        if waiter is not None:
-            self.receive_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if len(messages) >= self.max_queue:
-            self._pause_reading()  # the app is behind: let TCP flow control push back
-
     def _disconnected(self, code: int, reason: str = "") -> None:
         """Queue the one websocket.disconnect the app will see (after pending messages)."""
         if self.disconnect_message is None:
             self.disconnect_message = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._stop_keepalive()
-            self._deliver(self.disconnect_message)
-
-    async def receive(self) -> dict:
-        messages = self.messages
-        if not messages:
-            if self.disconnect_message is not None:
-                return self.disconnect_message  # asked again after the end: same answer
-            if self.output:
-                self._flush()  # about to wait: what the app sent goes out now
-            waiter = self.receive_waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self.receive_waiter = None
-        message = messages.popleft()
-        if self.reading_paused and len(messages) < self.max_queue and not self.close_sent:
-            self._resume_reading()
-        return message
+            self.deliver(self.disconnect_message)
 
     # -- outbound: ASGI messages to wsproto events --------------------------------------------
 
-    async def send(self, message: dict) -> None:
-        if self.writing_paused and not self.lost:
-            await self._drain()
+    def _send_other(self, message: dict) -> None:
+        """send() for all but the core's fast path (see _WebSocketCore.send), which has
+        already waited while writing was paused."""
         if self.lost or (self.disconnect_message is not None and not self.app_closed):
             raise ClientDisconnected()  # the peer, a limit or the server ended it
         kind = message["type"]
@@ -509,28 +389,6 @@ class WebSocketProtocol(asyncio.Protocol):
             data = message.get("text")
             if data is None:
                 raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
-        if self.plain_frames and self.conn.state is _OPEN:
-            if type(data) is str:
-                payload = data.encode("utf-8")
-                header = _frame_header(0x81, len(payload))
-            else:
-                payload = data
-                header = _frame_header(0x82, len(payload))
-            if self.transport.is_closing():
-                return
-            if len(payload) >= 4096:
-                self._write(header)
-                self.transport.write(payload)  # a big payload is not copied
-            elif self.messages:
-                # The app has more messages to answer right away: gather the frames and
-                # write them together, at the latest at the end of this loop pass.
-                self.output.append(header + payload)
-                if not self.flush_scheduled:
-                    self.flush_scheduled = True
-                    self.loop.call_soon(self._flush)
-            else:
-                self._write(header + payload)
-            return
         try:
             output = self.conn.send(events.Message(data=data))
         except LocalProtocolError as exc:  # the peer has closed
@@ -598,7 +456,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._start_keepalive()
         if self.pending:
             pending, self.pending = bytes(self.pending), bytearray()
-            self._feed(pending)
+            self.data_received(pending)
             if self.reading_paused and len(self.messages) < self.max_queue:
                 self._resume_reading()
 
@@ -715,47 +573,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.pong_handle = None
         self._trace("WebSocket keepalive ping timeout")
         self._close_now(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
-
-    # -- writing ------------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        """Write after whatever frames are gathered, keeping their order."""
-        if self.output:
-            self.output.append(data)
-            data = b"".join(self.output)
-            self.output.clear()
-        self.transport.write(data)
-
-    def _flush(self) -> None:
-        self.flush_scheduled = False
-        if self.output:
-            data = b"".join(self.output)
-            self.output.clear()
-            if not self.transport.is_closing():
-                self.transport.write(data)
-
-    # -- flow control -------------------------------------------------------------------------
-
-    def _pause_reading(self) -> None:
-        if not self.reading_paused and not self.lost:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self.reading_paused and not self.lost:
-            self.reading_paused = False
-            self.transport.resume_reading()
-
-    async def _drain(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is None or waiter.done():
-            waiter = self.drain_waiter = self.loop.create_future()
-        await waiter
-
-    def _wake_writer(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _trace(self, message: str) -> None:
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
