@@ -320,6 +320,34 @@ def test_compressed_frame_on_the_wire(ws_server):
 
 
 
+def test_compressed_message_is_not_inflated_past_max_size(server_factory):
+    # 256 MiB of zeros deflate to about 256 KiB: without a bound on the inflate, the server
+    # would hold the whole 256 MiB in memory before the 1009.
+    server = server_factory(APP, "--ws-max-size", "65536")
+    offer = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    compressor = zlib.compressobj(wbits=-15)
+    zeros = bytes(1 << 20)
+    data = b"".join(compressor.compress(zeros) for _ in range(256))
+    data += compressor.flush(zlib.Z_SYNC_FLUSH)
+    peak_before = peak_rss_kib(server.pid)
+    with WsConn(server.port, extra_headers=offer) as c:
+        assert b"permessage-deflate" in c.head.lower()
+        masked = frame(OP_BINARY, data[:-4])
+        c.try_send(bytes([masked[0] | 0x40]) + masked[1:])  # RSV1: compressed
+        assert c.read_close()[0] == 1009
+    assert server.wait_for_log(r"disconnect code=1009", timeout=5)
+    grown_mib = (peak_rss_kib(server.pid) - peak_before) / 1024
+    assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
 def test_permessage_deflate_can_be_switched_off(server_factory):
     server = server_factory(APP, "--ws-per-message-deflate", "false")
     with connect(url(server, "/echo"), open_timeout=5) as ws:

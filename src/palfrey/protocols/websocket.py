@@ -17,12 +17,14 @@ import functools
 import logging
 import os
 import urllib.parse
+import zlib
 from typing import Any, Callable
 
 import wsproto
 from wsproto import ConnectionType, events
 from wsproto.connection import ConnectionState
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from palfrey._parser import _WebSocketCore
@@ -96,6 +98,67 @@ def websocket_protocol_factory(config: Any, logger: logging.Logger) -> Callable[
         date_header=config.date_header,
     )
     return functools.partial(WebSocketProtocol, settings=settings)
+
+
+# -- permessage-deflate with a bounded inflate (RFC 7692) -----------------------------------------
+
+
+class _InflateLimitReached(zlib.error):
+    """Raised from inside wsproto's inflate call (which turns any zlib.error into 1007);
+    BoundedPerMessageDeflate reports it as 1009 instead."""
+
+
+class _BoundedInflater:
+    """A zlib decompressor that never produces more of a message than its extension allows."""
+
+    def __init__(self, inflater: Any, extension: BoundedPerMessageDeflate) -> None:
+        self.inflater = inflater
+        self.extension = extension
+
+    def decompress(self, data: bytes) -> bytes:
+        room = self.extension.max_size - self.extension.inflated
+        # One byte more than the room: getting it means the message is too big, and zlib
+        # stops there instead of inflating the rest of the frame.
+        return self._count(self.inflater.decompress(data, room + 1))
+
+    def flush(self) -> bytes:
+        return self._count(self.inflater.flush())
+
+    def _count(self, data: bytes) -> bytes:
+        self.extension.inflated += len(data)
+        if self.extension.inflated > self.extension.max_size:
+            self.extension.too_big = True
+            raise _InflateLimitReached("message over --ws-max-size")
+        return data
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, inflating at most ``max_size`` bytes of a message: a
+    small compressed frame can otherwise expand about 1000 times in memory before the size
+    check sees the message (a "zip bomb")."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
+        self.inflated = 0  # of the current message
+        self.too_big = False
+
+    def frame_inbound_header(self, proto: Any, opcode: Opcode, rsv: Any, payload_length: int) -> Any:
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:  # a new message begins
+            self.inflated = 0
+        result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
+        if self._decompressor is not None and not isinstance(self._decompressor, _BoundedInflater):
+            self._decompressor = _BoundedInflater(self._decompressor, self)  # type: ignore[assignment]
+        return result
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        return self._limited(super().frame_inbound_payload_data(proto, data))
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        return self._limited(super().frame_inbound_complete(proto, fin))
+
+    def _limited(self, result: Any) -> Any:
+        return CloseReason.MESSAGE_TOO_BIG if self.too_big else result
 
 
 # -- building the scope and the handshake ------------------------------------------------------
@@ -441,7 +504,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     def _accept(self, message: dict) -> None:
         extensions: list[Extension] = []
         if self.settings.per_message_deflate:
-            extensions.append(PerMessageDeflate())  # used only if the client offers it
+            extensions.append(BoundedPerMessageDeflate(self.max_size))  # if the client offers it
         headers = self.settings.response_headers() + list(message.get("headers", []))
         accept = events.AcceptConnection(
             subprotocol=message.get("subprotocol"), extensions=extensions, extra_headers=headers
