@@ -249,6 +249,15 @@ def test_unmasked_client_frame_is_a_protocol_error(ws_server):
         assert c.wait_closed()
 
 
+def test_non_minimal_length_is_a_protocol_error(ws_server):
+    # RFC 6455 5.2: the minimal number of bytes MUST be used to encode the length; 5 in the
+    # 16-bit form is refused (found by the websocket fuzz target).
+    with WsConn(ws_server.port) as c:
+        c.send(bytes([0x81, 0x80 | 126, 0, 5]) + bytes(4) + b"hello")
+        assert c.read_close()[0] == 1002
+        assert c.wait_closed()
+
+
 def test_message_over_max_size_is_1009(server_factory):
     server = server_factory(APP, "--ws-max-size", "1000")
     with WsConn(server.port) as c:

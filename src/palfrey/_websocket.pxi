@@ -120,7 +120,8 @@ cdef class _WebSocketCore:
     cdef Py_ssize_t _read_plain_frames(self, bytes data) except -1:
         """Deliver the complete, masked, unfragmented text and binary frames at the start of
         ``data``; return how many bytes they took. The first frame that is anything else
-        (control, fragment, RSV bit, 64-bit length, over max_size, incomplete, invalid UTF-8)
+        (control, fragment, RSV bit, 64-bit or non-minimal length, over max_size, incomplete,
+        invalid UTF-8)
         and all after it are left for wsproto to parse and judge."""
         cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t pos = 0, end = PyBytes_GET_SIZE(data), start, length
@@ -139,6 +140,8 @@ cdef class _WebSocketCore:
                 if end - pos < 8:
                     break
                 length = (buf[pos + 2] << 8) | buf[pos + 3]
+                if length < 126:
+                    break  # not the minimal encoding (RFC 6455 5.2): wsproto fails it, 1002
                 start = pos + 8
             elif length == 127:
                 break  # 64 KiB or more: rare, wsproto's

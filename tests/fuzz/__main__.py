@@ -1,9 +1,9 @@
-"""Fuzz the compiled HTTP/1.1 protocol.
+"""Fuzz the compiled HTTP/1.1 protocol and the WebSocket data path (targets.py).
 
-    python -m tests.fuzz --seconds 30                    # both targets, 30 s each, atheris
+    python -m tests.fuzz --seconds 30                    # every target, 30 s each, atheris
     python -m tests.fuzz --target split --seconds 600    # one target, ten minutes
     python -m tests.fuzz --engine random --seconds 30    # no atheris: seeded random mutations
-    python -m tests.fuzz --replay FILE...                # run saved inputs through both targets
+    python -m tests.fuzz --replay FILE...                # run saved inputs through every target
 
 Each atheris run is a child process (libFuzzer exits the process when it stops), started
 from a fresh copy of tests/fuzz/corpus/seeds and regressions; a crashing input is written to
@@ -32,6 +32,7 @@ ROOT = HERE.parent.parent
 SEEDS = HERE / "corpus" / "seeds"
 REGRESSIONS = HERE / "corpus" / "regressions"
 MAX_LEN = 4096
+TARGET_NAMES = ["protocol", "split", "websocket"]  # targets.TARGETS, without importing it here
 # libFuzzer's own deadline per input: anything slower is a hang.
 INPUT_TIMEOUT_S = 10
 
@@ -47,7 +48,8 @@ def atheris_child(target_name: str, libfuzzer_args: list[str]) -> None:
     """Runs inside the child: never returns (libFuzzer calls exit)."""
     import atheris
 
-    with atheris.instrument_imports(include=["tests.fuzz"]):
+    # wsproto and the WebSocket glue are Python: instrumented, they steer the websocket target.
+    with atheris.instrument_imports(include=["tests.fuzz", "wsproto", "palfrey.protocols"]):
         from tests.fuzz import targets
     atheris.Setup([sys.argv[0], *libfuzzer_args], targets.TARGETS[target_name])
     atheris.Fuzz()
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=30, help="per target (default 30)")
-    parser.add_argument("--target", choices=["protocol", "split", "both"], default="both")
+    parser.add_argument("--target", choices=[*TARGET_NAMES, "all"], default="all")
     parser.add_argument("--engine", choices=["atheris", "random"], default=None,
                         help="default: atheris if installed, else random")
     parser.add_argument("--seed", type=int, default=1, help="random engine seed")
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = args.engine or ("atheris" if _has_atheris() else "random")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="palfrey-fuzz-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    targets = ["protocol", "split"] if args.target == "both" else [args.target]
+    targets = TARGET_NAMES if args.target == "all" else [args.target]
     results = []
     for target in targets:
         if engine == "atheris":

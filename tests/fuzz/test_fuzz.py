@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz import targets
-from tests.fuzz.__main__ import ROOT, corpus_files
+from tests.fuzz.__main__ import ROOT, TARGET_NAMES, corpus_files
 from tests.fuzz.driver import Driver
 
 pytestmark = pytest.mark.palfrey_only
@@ -24,6 +24,10 @@ SHORT_RUN_SECONDS = 8
 @pytest.mark.parametrize("target", sorted(targets.TARGETS))
 def test_kept_input_holds_every_invariant(target: str, path: Path):
     targets.TARGETS[target](path.read_bytes())
+
+
+def test_the_command_line_knows_every_target():
+    assert sorted(TARGET_NAMES) == sorted(targets.TARGETS)
 
 
 @pytest.mark.fuzz
