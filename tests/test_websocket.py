@@ -198,6 +198,14 @@ def test_invalid_handshake_is_refused(ws_server):
         assert c.wait_closed()
 
 
+def test_app_error_after_accept_is_1011_and_logged(ws_server):
+    mark = ws_server.mark()
+    with WsConn(ws_server.port, path="/send-wrong-type") as c:
+        assert c.read_close()[0] == 1011
+        assert c.wait_closed()
+    wait_app_line(ws_server, "TypeError: 'websocket.send' needs bytes or str, not int", mark)
+
+
 # -- closing ----------------------------------------------------------------------------------------
 
 
@@ -357,6 +365,22 @@ def peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+def test_ping_between_compressed_fragments(ws_server):
+    # RFC 6455 5.4: a control frame may come between the fragments of a message; it must not
+    # reset the inflate state of a compressed one (RFC 7692 6.1).
+    text = b"fragmented and compressed " * 40
+    compressor = zlib.compressobj(wbits=-15)
+    data = (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    offer = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    with WsConn(ws_server.port, extra_headers=offer) as c:
+        first = frame(OP_TEXT, data[:10], fin=False)
+        c.send(bytes([first[0] | 0x40]) + first[1:] + frame(OP_PING, b"p") + frame(0x0, data[10:]))
+        assert c.read_frame() == (0xA, True, b"p")
+        opcode, fin, payload = c.read_frame()
+        assert (opcode, fin) == (OP_TEXT, True)
+        assert zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff") == text
+
+
 def test_permessage_deflate_can_be_switched_off(server_factory):
     server = server_factory(APP, "--ws-per-message-deflate", "false")
     with connect(url(server, "/echo"), open_timeout=5) as ws:
@@ -391,6 +415,17 @@ def test_reading_pauses_while_the_app_does_not_receive(server_factory):
             if not pending:
                 sent += 1
         assert sent < budget, "the server read everything without the app consuming it"
+
+
+def test_cancelling_one_waiting_sender_leaves_the_others(ws_server):
+    mark = ws_server.mark()
+    with WsConn(ws_server.port, path="/two-senders") as c:
+        time.sleep(1.0)  # not reading: writing pauses and both senders wait
+        for _ in range(40):  # at most 16 messages, then the close
+            opcode, _, _ = c.read_frame()
+            if opcode == OP_CLOSE:
+                break
+    wait_app_line(ws_server, "second sender finished", mark)
 
 
 def test_ws_none_serves_upgrades_as_http(server_factory):

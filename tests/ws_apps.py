@@ -89,6 +89,33 @@ async def ws_raise(scope, receive, send):
     raise RuntimeError("boom before accept")
 
 
+async def ws_send_wrong_type(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "bytes": 10})  # TypeError: not 10 NUL bytes
+
+
+async def ws_two_senders(scope, receive, send):
+    """Two tasks send while the client does not read; cancelling one must not stop the other."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    big = b"x" * (1 << 20)
+
+    async def sender() -> None:
+        for _ in range(8):
+            await send({"type": "websocket.send", "bytes": big})
+
+    first, second = asyncio.ensure_future(sender()), asyncio.ensure_future(sender())
+    await asyncio.sleep(0.5)  # both wait for the transport to drain by now
+    first.cancel()
+    try:
+        await second
+    except asyncio.CancelledError:
+        report("second sender cancelled")
+    else:
+        report("second sender finished")
+
+
 async def ws_send_after_disconnect(scope, receive, send):
     await receive()
     await send({"type": "websocket.accept"})
@@ -127,6 +154,8 @@ def _query(scope):
 ROUTES = {
     "/echo": ws_echo,
     "/record": ws_record,
+    "/send-wrong-type": ws_send_wrong_type,
+    "/two-senders": ws_two_senders,
     "/scope": ws_scope,
     "/subprotocol": ws_subprotocol,
     "/reject": ws_reject,

@@ -59,7 +59,7 @@ cdef bytes _server_frame(unsigned char first_byte, const char* payload, Py_ssize
     else:
         dst[1] = 127
         for i in range(8):
-            dst[2 + i] = <unsigned char>(length >> (56 - 8 * i))
+            dst[2 + i] = <unsigned char>((<uint64_t>length) >> (56 - 8 * i))
     if with_payload:
         memcpy(dst + header, payload, length)
     return out
@@ -198,7 +198,9 @@ cdef class _WebSocketCore:
             waiter = self.drain_waiter
             if waiter is None or waiter.done():
                 waiter = self.drain_waiter = self.loop.create_future()
-            await waiter
+            # Shielded: several tasks may wait on it, and cancelling one must not cancel
+            # the waiter the others share.
+            await asyncio.shield(waiter)
         if (self.plain_frames and self.accepted and not self.close_sent and not self.lost
                 and self.disconnect_message is None and type(message) is dict
                 and (<dict>message).get("type") == WS_SEND):
@@ -218,6 +220,10 @@ cdef class _WebSocketCore:
             data = PyUnicode_AsUTF8String(data)
             first_byte = 0x81  # FIN, text
         elif type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"'websocket.send' needs bytes or str, not {type(data).__name__}."
+                )
             data = bytes(data)
         if self.transport.is_closing():
             return

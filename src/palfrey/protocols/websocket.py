@@ -24,7 +24,7 @@ import wsproto
 from wsproto import ConnectionType, events
 from wsproto.connection import ConnectionState
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, Opcode
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from palfrey._parser import _WebSocketCore
@@ -135,15 +135,23 @@ class _BoundedInflater:
 class BoundedPerMessageDeflate(PerMessageDeflate):
     """wsproto's permessage-deflate, inflating at most ``max_size`` bytes of a message: a
     small compressed frame can otherwise expand about 1000 times in memory before the size
-    check sees the message (a "zip bomb")."""
+    check sees the message (a "zip bomb").
+
+    Control frames bypass it: they are never compressed (RFC 7692 6.1) and may come between
+    the fragments of a compressed message (RFC 6455 5.4), whose state wsproto's own hooks
+    would reset, so that the rest of the message was taken as uncompressed."""
 
     def __init__(self, max_size: int) -> None:
         super().__init__()
         self.max_size = max_size
         self.inflated = 0  # of the current message
         self.too_big = False
+        self.in_control_frame = False
 
     def frame_inbound_header(self, proto: Any, opcode: Opcode, rsv: Any, payload_length: int) -> Any:
+        self.in_control_frame = opcode.iscontrol()
+        if self.in_control_frame:
+            return CloseReason.PROTOCOL_ERROR if rsv.rsv1 else RsvBits(False, False, False)
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:  # a new message begins
             self.inflated = 0
         result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
@@ -152,9 +160,13 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         return result
 
     def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        if self.in_control_frame:
+            return data
         return self._limited(super().frame_inbound_payload_data(proto, data))
 
     def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        if self.in_control_frame:
+            return None
         return self._limited(super().frame_inbound_complete(proto, fin))
 
     def _limited(self, result: Any) -> Any:
@@ -567,6 +579,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     # -- the app ------------------------------------------------------------------------------
 
     async def _run_app(self) -> None:
+        close_code = CLOSE_NORMAL
         try:
             result = await self.ctx.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -574,6 +587,8 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         except Exception:
             self.logger.exception("Exception in ASGI application\n")
             self._send_500()
+            # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
+            close_code = CLOSE_INTERNAL_ERROR
         else:
             if not self.accepted and not self.response_started and not self.close_sent:
                 self.logger.error("ASGI callable returned without completing handshake.")
@@ -581,15 +596,15 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
         finally:
-            self._finish()
+            self._finish(close_code)
 
-    def _finish(self) -> None:
+    def _finish(self, close_code: int) -> None:
         """The app is done: end the connection, politely when it is still open."""
         if self.lost or self.close_handle is not None:
             return  # gone already, or waiting (bounded) for the peer's close frame
         if self.accepted and not self.close_sent and self.conn.state is _OPEN:
             self.close_sent = True
-            self._write(self.conn.send(events.CloseConnection(code=CLOSE_NORMAL)))
+            self._write(self.conn.send(events.CloseConnection(code=close_code)))
         self.transport.close()
 
     def _on_app_done(self, task: asyncio.Task[None]) -> None:
