@@ -121,8 +121,7 @@ cdef class _WebSocketCore:
         """Deliver the complete, masked, unfragmented text and binary frames at the start of
         ``data``; return how many bytes they took. The first frame that is anything else
         (control, fragment, RSV bit, 64-bit or non-minimal length, over max_size, incomplete,
-        invalid UTF-8)
-        and all after it are left for wsproto to parse and judge."""
+        invalid UTF-8) and all after it are left for wsproto to parse and judge."""
         cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t pos = 0, end = PyBytes_GET_SIZE(data), start, length
         cdef unsigned char first, second
