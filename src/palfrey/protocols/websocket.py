@@ -5,8 +5,10 @@ The compiled HTTP core parses the handshake request, then hands the transport to
 the request (see ``ServerContext`` in ``_parser.pyi``). wsproto is the protocol state
 machine: it validates the handshake, negotiates extensions, parses and builds frames and
 tracks the closing handshake. This module maps its events to ASGI messages and back, and
-adds what wsproto leaves to its user: reassembly under a size limit, keepalive pings, read
-and write backpressure, and closing on server shutdown.
+adds what wsproto leaves to its user: reassembly under a size limit, a bounded inflate,
+keepalive pings, and closing on server shutdown. What every message of an open connection
+goes through (whole unfragmented frames, receive(), send(), read and write backpressure) is
+compiled: ``_WebSocketCore`` in ``_websocket.pxi``, this protocol's base class.
 """
 
 from __future__ import annotations
