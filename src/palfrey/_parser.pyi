@@ -5,8 +5,10 @@ The compiled module knows nothing of the CLI or of defaults: server.py builds on
 """
 
 import asyncio
+import enum
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -19,10 +21,15 @@ class ServerContext:
     # Counters the server loop reads.
     total_requests: int  # responses completed (for --limit-max-requests)
     active_requests: int  # app calls currently running (for --limit-concurrency)
-    connections: set[HttpProtocol]  # open HTTP connections
+    connections: set[HttpProtocol]  # open HTTP connections, until closed and their app is done
     websockets: set[Any]  # open WebSocket protocols: each adds itself, removes itself when lost
     ws_protocol: Callable[[ServerContext, asyncio.Transport, dict, bytes], asyncio.BaseProtocol] | None
     shutting_down: bool
+    draining: bool  # shutdown(drain=True): idle connections keep their keep-alive timeout
+    # What every response carries (protocols/websocket.py and HTTP/2 read them).
+    default_headers: list[tuple[bytes, bytes]]  # server and --header values
+    date_header: bool
+    date_value: bytes  # IMF-fixdate of the current second (RFC 9110 5.6.7)
 
     def __init__(
         self,
@@ -69,12 +76,50 @@ class ServerContext:
         connections with that clock and, once per wall-clock second, rebuilds the cached Date
         line (from ``time.time()``) and acts on the connections whose deadline has passed."""
 
-    def shutdown(self) -> None:
-        """Begin graceful shutdown: close idle connections; in-flight responses finish with
-        ``connection: close``."""
+    def default_fields(self) -> list[tuple[bytes, bytes]]:
+        """``default_headers`` and, with ``date_header``, ``(b"date", date_value)``."""
+
+    def shutdown(self, drain: bool = False) -> None:
+        """Begin graceful shutdown: no exchange keeps its connection alive any more (in-flight
+        responses finish with ``connection: close``); what is already on its way (a request
+        head, or a request in the socket buffer of an idle connection) gets a short grace and
+        is answered. With ``drain`` (a retiring worker whose listening socket lives on in the
+        others), idle connections are not cut short: each stays until its next request,
+        answered with ``connection: close``, or until its keep-alive timeout."""
 
     def cancel_requests(self) -> None:
         """After the graceful timeout: cancel the app tasks still running."""
+
+class FlowControl:
+    """Read pause/resume and the write-drain wait of one transport (HTTP/1.1, WebSocket,
+    HTTP/2): ``pause_reading``/``resume_reading`` call the transport's at most once each way;
+    ``pause_writing``/``resume_writing`` are what the protocol's own methods of those names
+    forward; ``drain()`` is an awaitable that finishes once writing may go on or the
+    connection is lost (``connection_lost()``)."""
+
+    reading_paused: bool
+    writing_paused: bool
+    lost: bool
+
+    def __init__(self, transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def connection_lost(self) -> None: ...
+    def drain(self) -> Awaitable[None]: ...
+
+def response_framing(
+    status: int, method: str, http_version: str, headers: Any, keep_alive: bool = True
+) -> dict[str, Any]:
+    """The framing decision the core makes when a response starts, alone, for tests.
+
+    ``headers`` are the app's (name, value) pairs (validated as the core validates them:
+    RuntimeError on a bad field, on conflicting content-lengths, or on content-length with
+    transfer-encoding); ``http_version`` is "1.0", "1.1" or "2"; ``keep_alive`` whether the
+    connection could carry another request. Returns ``{"framing": "none" | "length" |
+    "chunked" | "close" | "stream", "length": int | None, "keep_alive": bool,
+    "add_chunked": bool, "add_close": bool}`` (RFC 9110 6.4.1, RFC 9112 6.1-6.3)."""
 
 class HttpProtocol(asyncio.BufferedProtocol):
     """One HTTP/1.1 connection. The loop reads straight into its preallocated buffer.
@@ -94,41 +139,62 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def pause_writing(self) -> None: ...
     def resume_writing(self) -> None: ...
 
+class WsState(enum.IntEnum):
+    """The state of a WebSocket connection, owned by _WebSocketCore."""
+
+    WS_HANDSHAKE = ...  # waiting for the app's accept, close or denial response
+    WS_DENYING = ...  # sending an HTTP denial response (the app's, or a 500)
+    WS_OPEN = ...  # accepted (101 sent)
+    WS_CLOSING = ...  # our close frame went out, or the handshake was refused
+
 class _WebSocketCore:
     """The compiled part of one WebSocket connection (defined in _websocket.pxi); the base of
-    protocols/websocket.py's WebSocketProtocol, which sets the attributes and keeps wsproto.
+    protocols/websocket.py's WebSocketProtocol, which keeps wsproto.
 
-    Once accepted without an extension (``plain_frames``), whole, masked, unfragmented text
-    and binary frames are read here: unmasked a word at a time, decoded (strict UTF-8) and
-    queued as ``websocket.receive`` messages. The first frame that is anything else, and what
-    follows it, goes to the subclass's ``_feed_wsproto(data)``; it sets ``wsproto_busy`` while
-    wsproto holds part of a frame or message. ``send()`` frames ``websocket.send`` messages
-    here and passes every other message, in every other state, to ``_send_other(message)``.
-    Frames the app sends while it still has messages to answer are gathered into one write.
-    Reading stops while ``max_queue`` messages wait, and ``send()`` waits while the transport
-    has paused writing."""
+    It owns the connection's state: ``state`` (WsState) and the flags below, changed only by
+    the methods ``_accepted``, ``_denying``, ``_closing``, ``_lost``, ``_set_wsproto_busy`` and
+    ``_set_disconnect``. Once accepted without an extension (``plain_frames``), whole, masked,
+    unfragmented text and binary frames are read here: unmasked a word at a time, decoded
+    (strict UTF-8) and queued as ``websocket.receive`` messages. The first frame that is
+    anything else, and what follows it, goes to the subclass's ``_feed_wsproto(data)``.
+    ``send()`` frames ``websocket.send`` messages here and passes every other message, in every
+    other state, to ``_send_other(message)``. Frames the app sends while it still has messages
+    to answer are gathered into one write. Reading stops while ``max_queue`` messages wait, and
+    ``send()`` waits while the transport has paused writing."""
 
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
-    max_size: int
-    max_queue: int
-    pending: bytearray
-    accepted: bool
-    response_started: bool
-    close_sent: bool
-    app_closed: bool
+    flow: FlowControl
+    max_size: int  # bytes
+    max_queue: int  # messages
+    state: WsState
+    accepted: bool  # 101 was sent (stays true once closing)
+    app_closed: bool  # the app ended the conversation (websocket.close or a denial)
     lost: bool
     plain_frames: bool
-    wsproto_busy: bool
-    messages: Any
-    receive_waiter: asyncio.Future[None] | None
     disconnect_message: dict | None
-    output: list[bytes]
-    flush_scheduled: bool
-    reading_paused: bool
-    writing_paused: bool
-    drain_waiter: asyncio.Future[None] | None
 
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        max_size: int,
+        max_queue: int,
+        leftover: bytes,
+    ) -> None:
+        """``leftover``: the bytes read after the handshake request, held until accept."""
+    def _accepted(self, plain_frames: bool) -> bytes:
+        """101 is sent: WS_OPEN. Returns the bytes read meanwhile, for data_received."""
+    def _denying(self, by_app: bool) -> None:
+        """WS_DENYING: an HTTP response refuses the handshake."""
+    def _closing(self, by_app: bool) -> None:
+        """WS_CLOSING: our close frame is out, or the handshake was refused."""
+    def _lost(self) -> None: ...
+    def _set_wsproto_busy(self, busy: bool) -> None:
+        """wsproto holds part of a frame or message: the next bytes are its."""
+    def _set_disconnect(self, code: int, reason: str) -> bool:
+        """Queue the one websocket.disconnect (after pending messages); False if known."""
+    def _resume_reading_if_room(self) -> None: ...
     def data_received(self, data: bytes) -> None: ...
     def deliver(self, message: dict) -> None:
         """Queue an ASGI message for receive() and wake it."""
@@ -139,6 +205,3 @@ class _WebSocketCore:
     def _write(self, data: bytes) -> None:
         """Write after the frames already gathered, keeping their order."""
     def _flush(self) -> None: ...
-    def _wake_writer(self) -> None: ...
-    def _pause_reading(self) -> None: ...
-    def _resume_reading(self) -> None: ...

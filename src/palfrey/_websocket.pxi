@@ -4,7 +4,9 @@
 # protocol state machine (handshake, extensions, control frames, fragments, closing), and this
 # core takes what every message of an open connection goes through: reading whole, unfragmented
 # data frames, unmasking them (RFC 6455 5.3), queueing ASGI messages, the app's receive() and
-# send(), framing its messages and the reading and writing flow control.
+# send(), framing its messages and the reading and writing flow control. The connection's
+# state (WsState, fields in _parser.pxd) is owned here: the subclass reads it and changes it
+# only through the methods under "state".
 
 import collections
 
@@ -66,50 +68,68 @@ cdef bytes _server_frame(unsigned char first_byte, const char* payload, Py_ssize
 
 
 cdef class _WebSocketCore:
-    # Set by the subclass's __init__.
-    cdef public object transport
-    cdef public object loop
-    cdef public Py_ssize_t max_size     # --ws-max-size: bigger frames go to wsproto (1009)
-    cdef public Py_ssize_t max_queue    # --ws-max-queue: stop reading with this many waiting
 
-    cdef public bytearray pending       # bytes read before the app accepted
-    cdef public bint accepted           # 101 sent
-    cdef public bint response_started   # a denial response (websocket.http.response.start)
-    cdef public bint close_sent         # the app, or the server, ended the conversation
-    cdef public bint app_closed         # ... and it was the app (websocket.close, a denial)
-    cdef public bint lost               # connection_lost seen
-    # Set at accept when no extension is in use: whole, unfragmented data frames are then read
-    # and written here; wsproto gets everything else.
-    cdef public bint plain_frames
-    # wsproto holds part of a frame or of a fragmented message: the next bytes are its.
-    cdef public bint wsproto_busy
-
-    cdef public object messages         # deque: ASGI messages for receive()
-    cdef public object receive_waiter
-    cdef public dict disconnect_message
-    cdef public list output             # frames gathered for one write
-    cdef public bint flush_scheduled
-    cdef public bint reading_paused
-    cdef public bint writing_paused
-    cdef public object drain_waiter
-
-    def __cinit__(self, *args, **kwargs):
-        self.pending = bytearray()
+    def __init__(self, transport, loop, Py_ssize_t max_size, Py_ssize_t max_queue, bytes leftover):
+        self.transport = transport
+        self.loop = loop
+        self.flow = FlowControl(transport, loop)
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.state = WS_HANDSHAKE
+        # Frames that arrive before the app accepts: wsproto has no connection to take them
+        # yet (RFC 6455 4.1 lets a client send right after its handshake).
+        self.pending = bytearray(leftover)
         self.messages = deque([{"type": "websocket.connect"}])
         self.output = []
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _accepted(self, bint plain_frames):
+        """101 is sent. Returns the bytes read meanwhile, for data_received."""
+        self.state = WS_OPEN
+        self.accepted = True
+        self.plain_frames = plain_frames
+        pending, self.pending = bytes(self.pending), bytearray()
+        return pending
+
+    def _denying(self, bint by_app):
+        """An HTTP response refuses the handshake: the app's denial, or our 500."""
+        self.state = WS_DENYING
+        self.app_closed = self.app_closed or by_app
+
+    def _closing(self, bint by_app):
+        """Our close frame is out, or the handshake was refused: the app sends no more."""
+        self.state = WS_CLOSING
+        self.app_closed = self.app_closed or by_app
+
+    def _lost(self):
+        self.lost = True
+        self.flow.connection_lost()
+
+    def _set_wsproto_busy(self, bint busy):
+        self.wsproto_busy = busy
+
+    def _set_disconnect(self, int code, str reason):
+        """Queue the one websocket.disconnect the app will see (after pending messages);
+        False when it is already known."""
+        if self.disconnect_message is not None:
+            return False
+        self.disconnect_message = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self._deliver(self.disconnect_message)
+        return True
 
     # -- reading --------------------------------------------------------------------------------
 
     def data_received(self, data):
         if not self.accepted:
-            if not self.response_started and not self.close_sent:
+            if self.state == WS_HANDSHAKE:
                 self.pending += data
                 if len(self.pending) > WS_PENDING_LIMIT:
-                    self._pause_reading()
+                    self.flow.pause_reading()
             return
         if type(data) is not bytes:
             data = bytes(data)
-        if self.plain_frames and not self.wsproto_busy and not self.close_sent:
+        if self.plain_frames and not self.wsproto_busy and self.state == WS_OPEN:
             consumed = self._read_plain_frames(data)
             if consumed == PyBytes_GET_SIZE(data):
                 return
@@ -167,7 +187,7 @@ cdef class _WebSocketCore:
             if not waiter.done():
                 waiter.set_result(None)
         if len(messages) >= self.max_queue:
-            self._pause_reading()  # the app is behind: let TCP flow control push back
+            self.flow.pause_reading()  # the app is behind: let TCP flow control push back
 
     def deliver(self, dict message):
         """Queue an ASGI message for receive() (wsproto's events, the disconnect)."""
@@ -186,21 +206,23 @@ cdef class _WebSocketCore:
             finally:
                 self.receive_waiter = None
         message = messages.popleft()
-        if self.reading_paused and len(messages) < self.max_queue and not self.close_sent:
-            self._resume_reading()
+        self._resume_if_room()
         return message
+
+    cdef void _resume_if_room(self):
+        if self.flow.reading_paused and len(self.messages) < self.max_queue and self.state != WS_CLOSING:
+            self.flow.resume_reading()
+
+    def _resume_reading_if_room(self):
+        """Read again if reading was paused and the app has room for more messages."""
+        self._resume_if_room()
 
     # -- writing --------------------------------------------------------------------------------
 
     async def send(self, message):
-        if self.writing_paused and not self.lost:
-            waiter = self.drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self.drain_waiter = self.loop.create_future()
-            # Shielded: several tasks may wait on it, and cancelling one must not cancel
-            # the waiter the others share.
-            await asyncio.shield(waiter)
-        if (self.plain_frames and self.accepted and not self.close_sent and not self.lost
+        if self.flow.writing_paused and not self.lost:
+            await self.flow.drain()
+        if (self.state == WS_OPEN and self.plain_frames and not self.lost
                 and self.disconnect_message is None and type(message) is dict
                 and (<dict>message).get("type") == WS_SEND):
             self._send_plain(<dict>message)
@@ -267,23 +289,7 @@ cdef class _WebSocketCore:
     # -- flow control ---------------------------------------------------------------------------
 
     def pause_writing(self):
-        self.writing_paused = True
+        self.flow.pause_writing()
 
     def resume_writing(self):
-        self.writing_paused = False
-        self._wake_writer()
-
-    def _wake_writer(self):
-        waiter = self.drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _pause_reading(self):
-        if not self.reading_paused and not self.lost:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self):
-        if self.reading_paused and not self.lost:
-            self.reading_paused = False
-            self.transport.resume_reading()
+        self.flow.resume_writing()

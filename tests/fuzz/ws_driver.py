@@ -71,7 +71,7 @@ class WebSocketDriver:
         logger.setLevel(logging.CRITICAL)
         settings = WebSocketSettings(
             max_size=1 << 20, max_queue=4, ping_interval=None, ping_timeout=None,
-            per_message_deflate=False, default_headers=[], date_header=False,
+            per_message_deflate=False,
         )  # fmt: skip
         self.reading = Reading()
         self.ctx = ServerContext(

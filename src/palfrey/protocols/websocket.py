@@ -14,23 +14,21 @@ compiled: ``_WebSocketCore`` in ``_websocket.pxi``, this protocol's base class.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import logging
 import os
-import urllib.parse
-import zlib
 from typing import Any, Callable
 
 import wsproto
 from wsproto import ConnectionType, events
 from wsproto.connection import ConnectionState
-from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
+from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from palfrey._parser import _WebSocketCore
+from palfrey._parser import WsState, _WebSocketCore
 from palfrey.logging import TRACE_LOG_LEVEL
+from palfrey.protocols.common import ERROR_CONTENT_TYPE, access_target, error_body
+from palfrey.protocols.wsproto_internals import BoundedPerMessageDeflate, FrameState
 
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -42,7 +40,11 @@ CLOSE_SERVICE_RESTART = 1012  # RFC 6455 IANA registry: "Service Restart"
 # After sending our close frame, how long to wait for the peer's before dropping the
 # connection (RFC 6455 section 7.1.1: the server should close the TCP connection first).
 CLOSE_TIMEOUT = 10.0
-_OPEN = ConnectionState.OPEN
+_OPEN = ConnectionState.OPEN  # wsproto's state
+WS_HANDSHAKE = WsState.WS_HANDSHAKE  # ours (_parser.pxd)
+WS_DENYING = WsState.WS_DENYING
+WS_OPEN = WsState.WS_OPEN
+WS_CLOSING = WsState.WS_CLOSING
 _TEXT = events.TextMessage
 _BYTES = events.BytesMessage
 
@@ -53,7 +55,7 @@ class ClientDisconnected(OSError):
 
 
 class WebSocketSettings:
-    """The Config's --ws-* values and response headers, bound once per server."""
+    """The Config's --ws-* values, bound once per server (config.py has normalised them)."""
 
     def __init__(
         self,
@@ -63,22 +65,12 @@ class WebSocketSettings:
         ping_interval: float | None,
         ping_timeout: float | None,
         per_message_deflate: bool,
-        default_headers: list[tuple[bytes, bytes]],
-        date_header: bool,
     ) -> None:
         self.max_size = max_size
-        self.max_queue = max(1, max_queue)
-        self.ping_interval = ping_interval or None  # 0 disables pings, as None does
-        self.ping_timeout = ping_timeout or None
+        self.max_queue = max_queue
+        self.ping_interval = ping_interval  # seconds; None: no keepalive pings
+        self.ping_timeout = ping_timeout  # seconds; None: wait for the pong forever
         self.per_message_deflate = per_message_deflate
-        self.default_headers = default_headers
-        self.date_header = date_header
-
-    def response_headers(self) -> list[tuple[bytes, bytes]]:
-        headers = list(self.default_headers)
-        if self.date_header:
-            headers.append((b"date", email.utils.formatdate(usegmt=True).encode("ascii")))
-        return headers
 
 
 def websocket_protocol_factory(config: Any, logger: logging.Logger) -> Callable[..., Any] | None:
@@ -96,83 +88,8 @@ def websocket_protocol_factory(config: Any, logger: logging.Logger) -> Callable[
         ping_interval=config.ws_ping_interval,
         ping_timeout=config.ws_ping_timeout,
         per_message_deflate=config.ws_per_message_deflate,
-        default_headers=config.encoded_headers,
-        date_header=config.date_header,
     )
     return functools.partial(WebSocketProtocol, settings=settings)
-
-
-# -- permessage-deflate with a bounded inflate (RFC 7692) -----------------------------------------
-
-
-class _InflateLimitReached(zlib.error):
-    """Raised from inside wsproto's inflate call (which turns any zlib.error into 1007);
-    BoundedPerMessageDeflate reports it as 1009 instead."""
-
-
-class _BoundedInflater:
-    """A zlib decompressor that never produces more of a message than its extension allows."""
-
-    def __init__(self, inflater: Any, extension: BoundedPerMessageDeflate) -> None:
-        self.inflater = inflater
-        self.extension = extension
-
-    def decompress(self, data: bytes) -> bytes:
-        room = self.extension.max_size - self.extension.inflated
-        # One byte more than the room: getting it means the message is too big, and zlib
-        # stops there instead of inflating the rest of the frame.
-        return self._count(self.inflater.decompress(data, room + 1))
-
-    def flush(self) -> bytes:
-        return self._count(self.inflater.flush())
-
-    def _count(self, data: bytes) -> bytes:
-        self.extension.inflated += len(data)
-        if self.extension.inflated > self.extension.max_size:
-            self.extension.too_big = True
-            raise _InflateLimitReached("message over --ws-max-size")
-        return data
-
-
-class BoundedPerMessageDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate, inflating at most ``max_size`` bytes of a message: a
-    small compressed frame can otherwise expand about 1000 times in memory before the size
-    check sees the message (a "zip bomb").
-
-    Control frames bypass it: they are never compressed (RFC 7692 6.1) and may come between
-    the fragments of a compressed message (RFC 6455 5.4), whose state wsproto's own hooks
-    would reset, so that the rest of the message was taken as uncompressed."""
-
-    def __init__(self, max_size: int) -> None:
-        super().__init__()
-        self.max_size = max_size
-        self.inflated = 0  # of the current message
-        self.too_big = False
-        self.in_control_frame = False
-
-    def frame_inbound_header(self, proto: Any, opcode: Opcode, rsv: Any, payload_length: int) -> Any:
-        self.in_control_frame = opcode.iscontrol()
-        if self.in_control_frame:
-            return CloseReason.PROTOCOL_ERROR if rsv.rsv1 else RsvBits(False, False, False)
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:  # a new message begins
-            self.inflated = 0
-        result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
-        if self._decompressor is not None and not isinstance(self._decompressor, _BoundedInflater):
-            self._decompressor = _BoundedInflater(self._decompressor, self)  # type: ignore[assignment]
-        return result
-
-    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
-        if self.in_control_frame:
-            return data
-        return self._limited(super().frame_inbound_payload_data(proto, data))
-
-    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
-        if self.in_control_frame:
-            return None
-        return self._limited(super().frame_inbound_complete(proto, fin))
-
-    def _limited(self, result: Any) -> Any:
-        return CloseReason.MESSAGE_TOO_BIG if self.too_big else result
 
 
 # -- building the scope and the handshake ------------------------------------------------------
@@ -216,27 +133,6 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _log_target(scope: dict) -> tuple[str, str]:
-    """(client, path?query) as Uvicorn writes them in its WebSocket log lines."""
-    client = scope.get("client")
-    path = urllib.parse.quote(scope["path"])
-    if scope["query_string"]:
-        path += "?" + scope["query_string"].decode("ascii")
-    return ("%s:%d" % tuple(client) if client else "", path)
-
-
-def _supports_plain_frames(frame_protocol: Any) -> bool:
-    """Whether frames may be read and written without wsproto: only when no extension
-    (permessage-deflate) is in use, and wsproto's internals are the ones this module was
-    written against (wsproto 1.x); otherwise everything goes through wsproto."""
-    try:
-        decoder = frame_protocol._frame_decoder
-        decoder.header, len(decoder.buffer), frame_protocol._message_decoder.opcode  # noqa: B018
-        return not any(ext.enabled() for ext in frame_protocol.extensions)
-    except (AttributeError, TypeError):
-        return False
-
-
 # -- the protocol -------------------------------------------------------------------------------
 
 
@@ -254,21 +150,15 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         *,
         settings: WebSocketSettings,
     ) -> None:
+        super().__init__(transport, ctx.loop, settings.max_size, settings.max_queue, leftover)
         self.ctx = ctx
-        self.loop: asyncio.AbstractEventLoop = ctx.loop
         self.logger: logging.Logger = ctx.error_logger
         self.settings = settings
-        self.max_size = settings.max_size
-        self.max_queue = settings.max_queue
-        self.transport = transport
         self.handshake = handshake_request(http_scope)
         self.scope = websocket_scope(http_scope)
         self.conn = wsproto.WSConnection(ConnectionType.SERVER)
         self.app_task: asyncio.Task[None] | None = None
-        self.frame_protocol: Any = None  # wsproto's, for _at_frame_boundary
-        # Frames that arrive before the app accepts: wsproto has no connection to take them
-        # yet (RFC 6455 4.1 lets a client send right after its handshake).
-        self.pending = bytearray(leftover)
+        self.frames: FrameState | None = None  # wsproto's frame decoder, once accepted
         self.fragments: list[Any] = []  # parts of a fragmented message (RFC 6455 5.4)
         self.fragments_size = 0
         self.ping_handle: asyncio.TimerHandle | None = None
@@ -279,7 +169,6 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport  # type: ignore[assignment]
         self.ctx.websockets.add(self)
         self._trace("WebSocket connection made")
         try:
@@ -301,14 +190,13 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         self.app_task.add_done_callback(self._on_app_done)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
+        self._lost()
         self._trace("WebSocket connection lost")
         self._stop_keepalive()
         if self.close_handle is not None:
             self.close_handle.cancel()
             self.close_handle = None
         self._disconnected(CLOSE_ABNORMAL)
-        self._wake_writer()
         if self.app_task is None or self.app_task.done():
             self.ctx.websockets.discard(self)
 
@@ -323,10 +211,10 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         self._stop_keepalive()
         if self.lost:
             return
-        if self.close_sent or self.response_started:
-            self.transport.close()
-        elif self.accepted:
+        if self.state == WS_OPEN:
             self._close_now(CLOSE_SERVICE_RESTART, "")
+        elif self.state != WS_HANDSHAKE:
+            self.transport.close()
         else:
             self._disconnected(CLOSE_SERVICE_RESTART)
             self._send_500()
@@ -361,24 +249,18 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             elif kind is events.CloseConnection:
                 self._on_close(event)  # type: ignore[arg-type]
         if self.plain_frames:
-            self.wsproto_busy = not self._at_frame_boundary()
-
-    def _at_frame_boundary(self) -> bool:
-        """True when wsproto holds no partial frame or message, so the next bytes start a
-        frame and reading some frames here leaves its state exactly as if it had."""
-        proto = self.frame_protocol
-        decoder = proto._frame_decoder
-        return (
-            self.conn.state is _OPEN
-            and decoder.header is None
-            and not len(decoder.buffer)
-            and proto._message_decoder.opcode is None
-            and not self.fragments
-            and not self.close_sent
-        )
+            # The compiled path may read the next bytes only at a frame boundary.
+            self._set_wsproto_busy(
+                not (
+                    conn.state is _OPEN
+                    and self.state == WS_OPEN
+                    and not self.fragments
+                    and self.frames.at_frame_boundary()  # type: ignore[union-attr]
+                )
+            )
 
     def _on_data(self, event: events.TextMessage | events.BytesMessage) -> None:
-        if self.close_sent:
+        if self.state == WS_CLOSING:
             return  # the app has closed: what the peer still sends is dropped
         data = event.data
         size = _utf8_size(data) if type(event) is _TEXT else len(data)  # type: ignore[arg-type]
@@ -426,10 +308,8 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
 
     def _disconnected(self, code: int, reason: str = "") -> None:
         """Queue the one websocket.disconnect the app will see (after pending messages)."""
-        if self.disconnect_message is None:
-            self.disconnect_message = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        if self._set_disconnect(code, reason):
             self._stop_keepalive()
-            self.deliver(self.disconnect_message)
 
     # -- outbound: ASGI messages to wsproto events --------------------------------------------
 
@@ -439,7 +319,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         if self.lost or (self.disconnect_message is not None and not self.app_closed):
             raise ClientDisconnected()  # the peer, a limit or the server ended it
         kind = message["type"]
-        if self.accepted and not self.close_sent:
+        if self.state == WS_OPEN:
             if kind == "websocket.send":
                 self._send_message(message)
             elif kind == "websocket.close":
@@ -449,13 +329,13 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
                     "Expected ASGI message 'websocket.send' or 'websocket.close', "
                     f"but got '{kind}'."
                 )
-        elif self.response_started:
+        elif self.state == WS_DENYING:
             if kind != "websocket.http.response.body":
                 raise RuntimeError(
                     f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'."
                 )
             self._send_denial_body(message)
-        elif not self.accepted and not self.close_sent:
+        elif self.state == WS_HANDSHAKE:
             self._send_handshake_answer(kind, message)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
@@ -474,7 +354,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             self._write(output)
 
     def _send_close(self, code: int, reason: str) -> None:
-        self.close_sent = self.app_closed = True
+        self._closing(by_app=True)
         self._stop_keepalive()
         self._disconnected(code, reason)
         try:
@@ -484,20 +364,20 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         if not self.transport.is_closing():
             self._write(output)
             # Read on, to see the peer's close frame; drop it if it never comes.
-            self._resume_reading()
+            self.flow.resume_reading()
             self.close_handle = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
 
     def _send_handshake_answer(self, kind: str, message: dict) -> None:
-        client, path = _log_target(self.scope)
+        client, path = access_target(self.scope)
         if kind == "websocket.accept":
             self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
             self._accept(message)
         elif kind == "websocket.close":
             # Closing before accepting refuses the handshake (ASGI spec: 403).
             self.logger.info('%s - "WebSocket %s" 403', client, path)
-            self.close_sent = self.app_closed = True
+            self._closing(by_app=True)
             self._disconnected(CLOSE_ABNORMAL)
-            reject = events.RejectConnection(status_code=403, headers=self.settings.response_headers())
+            reject = events.RejectConnection(status_code=403, headers=self.ctx.default_fields())
             self.transport.write(self.conn.send(reject))
             self.transport.close()
         elif kind == "websocket.http.response.start":
@@ -505,8 +385,8 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             if not 100 <= status < 600:
                 raise RuntimeError("Invalid HTTP status code '%d' in response." % status)
             self.logger.info('%s - "WebSocket %s" %d', client, path, status)
-            self.response_started = self.app_closed = True
-            headers = self.settings.response_headers() + list(message.get("headers", []))
+            self._denying(by_app=True)
+            headers = self.ctx.default_fields() + list(message.get("headers", []))
             reject = events.RejectConnection(status_code=status, headers=headers, has_body=True)
             self.transport.write(self.conn.send(reject))
         else:
@@ -519,23 +399,20 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         extensions: list[Extension] = []
         if self.settings.per_message_deflate:
             extensions.append(BoundedPerMessageDeflate(self.max_size))  # if the client offers it
-        headers = self.settings.response_headers() + list(message.get("headers", []))
+        headers = self.ctx.default_fields() + list(message.get("headers", []))
         accept = events.AcceptConnection(
             subprotocol=message.get("subprotocol"), extensions=extensions, extra_headers=headers
         )
         output = self.conn.send(accept)
-        self.accepted = True
-        self.frame_protocol = getattr(self.conn.connection, "_proto", None)
-        self.plain_frames = _supports_plain_frames(self.frame_protocol)
+        self.frames = FrameState(self.conn)
+        pending = self._accepted(self.frames.supports_plain_frames())
         if self.transport.is_closing():
             return
         self.transport.write(output)
         self._start_keepalive()
-        if self.pending:
-            pending, self.pending = bytes(self.pending), bytearray()
+        if pending:
             self.data_received(pending)
-            if self.reading_paused and len(self.messages) < self.max_queue:
-                self._resume_reading()
+            self._resume_reading_if_room()
 
     def _send_denial_body(self, message: dict) -> None:
         finished = not message.get("more_body", False)
@@ -543,35 +420,36 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             self.conn.send(events.RejectData(data=message.get("body", b""), body_finished=finished))
         )
         if finished:
-            self.close_sent = self.app_closed = True
+            self._closing(by_app=True)
             self._disconnected(CLOSE_ABNORMAL)
             self.transport.close()
 
     def _close_now(self, code: int, reason: str) -> None:
         """Send a close frame (when the connection is open) and drop the connection without
         waiting for the peer's: for limits, timeouts, protocol errors and shutdown."""
-        self.close_sent = True
+        self._closing(by_app=False)
         if self.conn.state is _OPEN and not self.transport.is_closing():
             self._write(self.conn.send(events.CloseConnection(code=code, reason=reason)))
         self._disconnected(code, reason)
         self.transport.close()
 
     def _send_500(self) -> None:
-        if self.accepted or self.response_started or self.close_sent or self.lost:
+        if self.state != WS_HANDSHAKE or self.lost:
             return  # too late for an HTTP answer
-        headers = self.settings.response_headers() + [
-            (b"content-type", b"text/plain; charset=utf-8"),
+        body = error_body(500)
+        headers = self.ctx.default_fields() + [
+            (b"content-type", ERROR_CONTENT_TYPE),
             (b"connection", b"close"),
-            (b"content-length", b"21"),
+            (b"content-length", b"%d" % len(body)),
         ]
-        self.response_started = True
+        self._denying(by_app=False)
         output = self.conn.send(events.RejectConnection(status_code=500, headers=headers, has_body=True))
-        output += self.conn.send(events.RejectData(data=b"Internal Server Error"))
+        output += self.conn.send(events.RejectData(data=body))
         self.transport.write(output)
 
     def _refuse_handshake(self, reject: events.RejectConnection) -> None:
         """An invalid handshake (wsproto's verdict: 400, or 426 for a wrong version)."""
-        self.close_sent = True
+        self._closing(by_app=False)
         try:
             self.transport.write(self.conn.send(reject))
         except LocalProtocolError:  # pragma: no cover - h11 could not even start a response
@@ -592,7 +470,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
             close_code = CLOSE_INTERNAL_ERROR
         else:
-            if not self.accepted and not self.response_started and not self.close_sent:
+            if self.state == WS_HANDSHAKE:
                 self.logger.error("ASGI callable returned without completing handshake.")
                 self._send_500()
             elif result is not None:
@@ -604,8 +482,8 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         """The app is done: end the connection, politely when it is still open."""
         if self.lost or self.close_handle is not None:
             return  # gone already, or waiting (bounded) for the peer's close frame
-        if self.accepted and not self.close_sent and self.conn.state is _OPEN:
-            self.close_sent = True
+        if self.state == WS_OPEN and self.conn.state is _OPEN:
+            self._closing(by_app=False)
             self._write(self.conn.send(events.CloseConnection(code=close_code)))
         self.transport.close()
 
@@ -630,7 +508,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
 
     def _send_ping(self) -> None:
         self.ping_handle = None
-        if self.close_sent or self.conn.state is not _OPEN or self.transport.is_closing():
+        if self.state != WS_OPEN or self.conn.state is not _OPEN or self.transport.is_closing():
             return
         # A random payload, so that only the answer to this ping counts as one.
         self.ping_payload = os.urandom(4)
