@@ -2,6 +2,7 @@
 
 from palfrey._version import __version__
 from palfrey.config import Config
-from palfrey.server import Server, run
+from palfrey.main import run
+from palfrey.server import Server
 
 __all__ = ["Config", "Server", "__version__", "run"]

@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from typer.core import TyperCommand
 
@@ -28,7 +29,7 @@ from palfrey.config import (
     LOOP_CHOICES,
     WS_CHOICES,
 )
-from palfrey.server import run
+from palfrey.main import run
 
 ENV_PREFIX = "PALFREY_"
 
@@ -60,8 +61,6 @@ GROUPS = (
     OTHER,
 )
 
-_TRUE = ("1", "true", "t", "yes", "y", "on")
-_FALSE = ("0", "false", "f", "no", "n", "off")
 
 
 class GroupedCommand(TyperCommand):
@@ -88,24 +87,6 @@ class GroupedCommand(TyperCommand):
                 formatter.write_dl(groups[group])
 
 
-def _choice(values: tuple[str, ...] | list[str], *, lower: bool = False) -> Any:
-    """A parser accepting one of ``values``. Our own message rather than the typed-choice
-    one, so it reads the same under every typer version: one line, all accepted values."""
-
-    def parse(value: str) -> str:
-        wanted = value.lower() if lower else value
-        if wanted in values:
-            return wanted
-        accepted = ", ".join(repr(v) for v in values)
-        raise typer.BadParameter(f"{value!r} is not one of {accepted}.")
-
-    return parse
-
-
-def _metavar(values: tuple[str, ...] | list[str]) -> str:
-    return "[" + "|".join(values) + "]"
-
-
 def _env(option: str) -> str:
     return ENV_PREFIX + option.upper().replace("-", "_")
 
@@ -119,35 +100,42 @@ def _parse_loop(value: str) -> str:
     )
 
 
-def _parse_bool(value: Any) -> bool:
-    """A boolean that takes a value (``--ws-per-message-deflate false``), as Uvicorn's."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise typer.BadParameter(f"{value!r} is not a boolean: use true or false.")
+class BooleanValue(click.types.BoolParamType):
+    """A boolean that takes a value (``--ws-per-message-deflate false``), as Uvicorn's:
+    click's BOOL (1/0, true/false, yes/no, on/off...) with a shorter error."""
+
+    name = "boolean"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> bool:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a boolean: use true or false.", param, ctx)
 
 
-# ssl._SSLMethod values (PROTOCOL_TLS_SERVER = 17, ...), for a readable --ssl-version error.
-_SSL_VERSIONS = {int(method): method.name for method in ssl._SSLMethod}
-_CERT_REQS = {int(mode): mode.name for mode in ssl.VerifyMode}
+class NumberedChoice(click.ParamType):
+    """click.Choice for the ssl module's numbered constants: the number is the value, the
+    error lists each number with its name (``17 (PROTOCOL_TLS_SERVER)``)."""
 
+    name = "integer"
 
-def _int_choice(names: dict[int, str]) -> Any:
-    def parse(value: Any) -> int:
+    def __init__(self, names: dict[int, str]) -> None:
+        self.names = names
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         try:
             number = int(value)
         except (TypeError, ValueError):
             number = None
-        if number in names:
-            return number
-        accepted = ", ".join(f"{n} ({name})" for n, name in sorted(names.items()))
-        raise typer.BadParameter(f"{value!r} is not one of {accepted}.")
+        if number not in self.names:
+            accepted = ", ".join(f"{n} ({name})" for n, name in sorted(self.names.items()))
+            self.fail(f"{value!r} is not one of {accepted}.", param, ctx)
+        return number
 
-    return parse
+
+# ssl._SSLMethod values (PROTOCOL_TLS_SERVER = 17, ...) and ssl.VerifyMode, by number.
+_SSL_VERSIONS = NumberedChoice({int(method): method.name for method in ssl._SSLMethod})
+_CERT_REQS = NumberedChoice({int(mode): mode.name for mode in ssl.VerifyMode})
 
 
 def _parse_header(value: str) -> str:
@@ -236,8 +224,7 @@ def serve(
             "--interface",
             "Select ASGI3, ASGI2, or WSGI as the application interface.",
             APPLICATION,
-            parser=_choice(INTERFACE_CHOICES),
-            metavar=_metavar(INTERFACE_CHOICES),
+            click_type=click.Choice(INTERFACE_CHOICES),
         ),
     ] = DEFAULTS["interface"],
     lifespan: Annotated[
@@ -246,8 +233,7 @@ def serve(
             "--lifespan",
             "Lifespan implementation.",
             APPLICATION,
-            parser=_choice(LIFESPAN_CHOICES),
-            metavar=_metavar(LIFESPAN_CHOICES),
+            click_type=click.Choice(LIFESPAN_CHOICES),
         ),
     ] = DEFAULTS["lifespan"],
     env_file: Annotated[
@@ -311,8 +297,7 @@ def serve(
             "HTTP implementation. httptools, h11 and zttp are accepted and mapped to "
             "Palfrey's own.",
             PROTOCOLS,
-            parser=_choice(HTTP_CHOICES),
-            metavar=_metavar(HTTP_CHOICES),
+            click_type=click.Choice(HTTP_CHOICES),
         ),
     ] = DEFAULTS["http"],
     http2: Annotated[
@@ -326,8 +311,7 @@ def serve(
             "--ws",
             "WebSocket implementation (stored; WebSocket support lands in a later version).",
             WEBSOCKET,
-            parser=_choice(WS_CHOICES),
-            metavar=_metavar(WS_CHOICES),
+            click_type=click.Choice(WS_CHOICES),
         ),
     ] = DEFAULTS["ws"],
     ws_max_size: Annotated[
@@ -351,13 +335,12 @@ def serve(
         _opt("--ws-ping-timeout", "WebSocket ping timeout in seconds.", WEBSOCKET, min=0),
     ] = DEFAULTS["ws_ping_timeout"],
     ws_per_message_deflate: Annotated[
-        str,
+        str,  # typer would make a bool a flag; BooleanValue takes a value and returns a bool
         _opt(
             "--ws-per-message-deflate",
             "WebSocket per-message-deflate compression (true or false).",
             WEBSOCKET,
-            parser=_parse_bool,
-            metavar="BOOLEAN",
+            click_type=BooleanValue(),
         ),
     ] = DEFAULTS["ws_per_message_deflate"],
     # -- Logging -------------------------------------------------------------------------
@@ -377,8 +360,7 @@ def serve(
             "--log-level",
             "Log level. trace also logs every ASGI message. [default: info]",
             LOGGING,
-            parser=_choice(list(LOG_LEVELS), lower=True),
-            metavar=_metavar(list(LOG_LEVELS)),
+            click_type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
         ),
     ] = DEFAULTS["log_level"],
     access_log: Annotated[
@@ -475,8 +457,7 @@ def serve(
             "--ssl-version",
             "SSL version to use (see stdlib ssl module's PROTOCOL_*).",
             TLS,
-            parser=_int_choice(_SSL_VERSIONS),
-            metavar="INTEGER",
+            click_type=_SSL_VERSIONS,
         ),
     ] = int(DEFAULTS["ssl_version"]),
     ssl_cert_reqs: Annotated[
@@ -485,8 +466,7 @@ def serve(
             "--ssl-cert-reqs",
             "Whether client certificate is required (see stdlib ssl module's CERT_*).",
             TLS,
-            parser=_int_choice(_CERT_REQS),
-            metavar="INTEGER",
+            click_type=_CERT_REQS,
         ),
     ] = int(DEFAULTS["ssl_cert_reqs"]),
     ssl_ca_certs: Annotated[

@@ -24,12 +24,31 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any, Literal
 
+from click import style
+
 from palfrey.importer import ImportFromStringError, import_from_string
-from palfrey.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL, style
+from palfrey.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+from palfrey.protocols.common import is_token
 
 # Exit status of a process that could not start (bad import, bind failure, lifespan
 # startup failure): the same number Uvicorn uses, so supervisors can tell it apart.
 STARTUP_FAILURE = 3
+
+# How often the server's main loop and the supervisors wake (seconds): to see a stop request,
+# the request limit and dead workers, and to keep the cached Date field and the connections'
+# timers (checked once a wall-clock second) on time.
+TICK_SECONDS = 0.1
+
+
+class StartupError(Exception):
+    """The server cannot start: the app does not import, a socket does not bind, a TLS key
+    does not load, lifespan startup failed... ``messages`` are the ERROR lines to log (empty
+    when the failure was logged where it happened). Library code raises it; ``palfrey.run``
+    and the CLI log the lines and exit with STARTUP_FAILURE (3), as Uvicorn exits."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
 
 LOG_LEVELS: dict[str, int] = {
     "critical": logging.CRITICAL,
@@ -50,6 +69,8 @@ LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
 
 SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
+# --forwarded-allow-ips when neither it nor $FORWARDED_ALLOW_IPS is set: the local host.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 logger = logging.getLogger("palfrey.error")
 
@@ -171,9 +192,10 @@ class Config:
         # Read by protocols/websocket.py (server.py binds them into the ws_protocol factory).
         self.ws = ws
         self.ws_max_size = ws_max_size
-        self.ws_max_queue = ws_max_queue
-        self.ws_ping_interval = ws_ping_interval
-        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_max_queue = max(1, ws_max_queue)  # 0 would never let a message wait
+        # 0 disables keepalive pings (or waits forever for the pong), as None does.
+        self.ws_ping_interval = ws_ping_interval or None
+        self.ws_ping_timeout = ws_ping_timeout or None
         self.ws_per_message_deflate = ws_per_message_deflate
         # Process supervision (supervisors/): --reload and --workers. The reload paths and
         # patterns are resolved below, once logging is configured, as Uvicorn's Config does.
@@ -192,7 +214,7 @@ class Config:
         self.forwarded_host = forwarded_host
         self.forwarded_rfc7239 = forwarded_rfc7239
         self.forwarded_allow_ips: list[str] | str = (
-            os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+            os.environ.get("FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS)
             if forwarded_allow_ips is None
             else forwarded_allow_ips
         )
@@ -361,7 +383,9 @@ class Config:
     # -- loading ----------------------------------------------------------------------
 
     def load_app(self) -> Any:
-        """Import the app and return it; log Uvicorn's message and exit 3 on failure."""
+        """Import the app and return it.
+
+        Raises StartupError with Uvicorn's message when it cannot be imported."""
         # "" (the CLI default) is the current directory: a console script's sys.path[0]
         # is its own bin/ directory, so without this `palfrey main:app` would not find
         # main.py where the user stands.
@@ -370,8 +394,7 @@ class Config:
         try:
             return import_from_string(self.app)
         except ImportFromStringError as exc:
-            logger.error("Error loading ASGI app. %s", exc)
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(f"Error loading ASGI app. {exc}") from None
 
     def load(self) -> None:
         assert not self.loaded
@@ -444,10 +467,8 @@ class Config:
                 "ws= takes a name (auto, none, wsproto, websockets, websockets-sansio); Palfrey "
                 f"cannot run a foreign protocol class ({self.ws!r})."
             )
-        for problem in problems:
-            logger.error(problem)
         if problems:
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(*problems)
 
     def _load_ssl(self) -> ssl.SSLContext | None:
         """The server's SSLContext: from ``ssl_context_factory(config, default_factory)``
@@ -473,16 +494,16 @@ class Config:
         if self.ssl_context_factory is None and not self.is_ssl:
             return None
         if self.ssl_context_factory is None and not self.ssl_certfile:
-            logger.error("TLS needs a certificate: --ssl-keyfile was given without --ssl-certfile.")
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(
+                "TLS needs a certificate: --ssl-keyfile was given without --ssl-certfile."
+            )
         try:
             if self.ssl_context_factory is not None:
                 context = self.ssl_context_factory(self, default_factory)
             else:
                 context = default_factory()
         except (OSError, ssl.SSLError, ValueError) as exc:
-            logger.error("Error loading the TLS certificate or key: %s", exc)
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(f"Error loading the TLS certificate or key: {exc}") from None
         if not isinstance(context, ssl.SSLContext):
             raise TypeError(
                 f"ssl_context_factory must return an ssl.SSLContext, got {type(context).__name__}"
@@ -500,12 +521,10 @@ class Config:
             from palfrey._parser import HttpProtocol
         except ImportError as exc:
             # A source checkout without `pip install .`: say what to do.
-            logger.error(
-                "The compiled core palfrey._parser is not available (%s). "
-                "Build it with `pip install .` (or `python setup.py build_ext --inplace`).",
-                exc,
-            )
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(
+                f"The compiled core palfrey._parser is not available ({exc}). "
+                "Build it with `pip install .` (or `python setup.py build_ext --inplace`)."
+            ) from None
         return HttpProtocol
 
     def _encode_headers(self) -> list[tuple[bytes, bytes]]:
@@ -528,8 +547,7 @@ class Config:
             produced = app()
         except TypeError as exc:
             if self.factory:
-                logger.error("Error loading ASGI app factory: %s", exc)
-                sys.exit(STARTUP_FAILURE)
+                raise StartupError(f"Error loading ASGI app factory: {exc}") from None
             return app
         if not self.factory:
             logger.warning(
@@ -560,14 +578,12 @@ class Config:
             except ImportError as exc:
                 if self.loop == "auto":
                     return asyncio.SelectorEventLoop
-                logger.error("Error loading event loop 'uvloop': %s", exc)
-                sys.exit(STARTUP_FAILURE)
+                raise StartupError(f"Error loading event loop 'uvloop': {exc}") from None
             return uvloop.new_event_loop
         try:
             return import_from_string(self.loop)
         except ImportFromStringError as exc:
-            logger.error("Error loading custom loop setup function. %s", exc)
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(f"Error loading custom loop setup function. {exc}") from None
 
     # Uvicorn before 0.36 called it this; 0.54 raises on it. Here it is an alias, so
     # code written against either returns the factory instead of crashing.
@@ -577,15 +593,17 @@ class Config:
 
     def bind_socket(self) -> socket.socket:
         """Bind the listening socket in this (parent) process, for supervisors that hand
-        it to children; logs the "running on" line as Uvicorn does here."""
+        it to children; logs the "running on" line as Uvicorn does here.
+
+        Raises StartupError when the address cannot be bound."""
         if self.uds is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(self.uds)
                 os.chmod(self.uds, 0o666)  # any local user may connect, as Uvicorn
             except OSError as exc:
-                logger.error(exc)
-                sys.exit(STARTUP_FAILURE)
+                sock.close()
+                raise StartupError(str(exc)) from None
             log_running(self, uds=self.uds)
         elif self.fd is not None:
             sock = socket_from_fd(self.fd)
@@ -597,8 +615,8 @@ class Config:
             try:
                 sock.bind((self.host, self.port))
             except OSError as exc:
-                logger.error(exc)
-                sys.exit(STARTUP_FAILURE)
+                sock.close()
+                raise StartupError(str(exc)) from None
             log_running(self, port=sock.getsockname()[1])
         # Listen here, not only in the children: connections that arrive while the workers
         # (or a reloaded child) start wait in the backlog instead of being refused.
@@ -714,16 +732,10 @@ def log_running(
     )
 
 
-# RFC 9110 section 5.6.2: a field name is a token.
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
 def _check_header(name: str, value: str) -> None:
     """Refuse a --header that would corrupt every response (header injection)."""
     name = name.strip()
-    if not name or not set(name) <= _TOKEN_CHARS:
+    if not is_token(name):
         raise ValueError(f"Invalid header name {name!r}: must be an RFC 9110 token.")
     if any(c in value for c in "\r\n\0"):
         raise ValueError(f"Invalid value for header {name!r}: CR, LF and NUL are not allowed.")

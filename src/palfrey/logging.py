@@ -16,27 +16,10 @@ import sys
 from copy import copy
 from typing import Any, Literal
 
+from click import style  # ANSI styling, used only when colours are on
+
 TRACE_LOG_LEVEL = 5
 logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
-
-_ANSI = {
-    "red": 31,
-    "green": 32,
-    "yellow": 33,
-    "blue": 34,
-    "cyan": 36,
-    "bright_red": 91,
-    "bright_white": 97,
-}
-
-
-def style(text: str, fg: str | None = None, bold: bool = False) -> str:
-    """Wrap ``text`` in ANSI codes; used only when colours are on."""
-    prefix = f"\033[{_ANSI[fg]}m" if fg else ""
-    if bold:
-        prefix += "\033[1m"
-    return f"{prefix}{text}\033[0m"
-
 
 _LEVEL_COLOURS = {
     TRACE_LOG_LEVEL: "blue",

@@ -14,26 +14,20 @@ import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Generator, Sequence
 from types import FrameType
 from typing import Any
 
-from palfrey.config import STARTUP_FAILURE, Config, log_running, socket_from_fd
-from palfrey.logging import style
+from click import style
+
+from palfrey.config import TICK_SECONDS, Config, StartupError, log_running, socket_from_fd
 
 HANDLED_SIGNALS = (
     signal.SIGINT,  # Ctrl+C
     signal.SIGTERM,  # kill <pid>, process managers
 )
-
-# The main loop wakes this often to notice should_exit and the request limit, and to
-# call ServerContext.tick: tick is cheap (it rebuilds the Date line and sweeps idle
-# connections only when the wall-clock second changes), and calling it every wake-up
-# keeps the Date header and the core's idle timestamps within 0.1 s of the truth.
-TICK_SECONDS = 0.1
 # After cancelling app calls, how long to let them unwind. Bounded: an app may swallow
 # the cancellation, and shutdown must still end.
 CANCEL_SETTLE_SECONDS = 0.5
@@ -75,19 +69,17 @@ class Server:
         self.force_exit = False
         self.last_notified = 0.0
         self.servers: list[asyncio.AbstractServer] = []
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop serve() runs on
         self._captured_signals: list[int] = []
-        # Drawn once per process so that workers sharing one limit restart at
-        # different times (the point of the jitter).
-        self.limit_max_requests: int | None = None
-        if config.limit_max_requests is not None:
-            self.limit_max_requests = config.limit_max_requests + random.randint(
-                0, config.limit_max_requests_jitter
-            )
+        self.limit_max_requests: int | None = None  # drawn when serving starts
 
     # -- entry points -----------------------------------------------------------------
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        # Resolve the loop before creating the coroutine, so a bad --loop exits 3 without
+        """Serve until told to stop, on a loop of its own (--loop).
+
+        Raises StartupError when the server cannot start."""
+        # Resolve the loop before creating the coroutine, so a bad --loop fails without
         # leaving a never-awaited coroutine behind.
         loop_factory = self.config.get_loop_factory()
         with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -99,7 +91,14 @@ class Server:
 
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         pid = os.getpid()
+        self.loop = asyncio.get_running_loop()
         config = self.config
+        if config.limit_max_requests is not None:
+            # Drawn in each serving process (workers get a pickled copy of one Server), so
+            # that workers sharing one limit restart at different times: the jitter's point.
+            self.limit_max_requests = config.limit_max_requests + random.randint(
+                0, config.limit_max_requests_jitter
+            )
         if not config.loaded:
             config.load()
         self.lifespan = config.lifespan_class(config)
@@ -126,7 +125,7 @@ class Server:
         # Lifespan first, as Uvicorn: the app is ready before the port accepts anything.
         await self.lifespan.startup()
         if self.lifespan.should_exit:
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError()  # the lifespan has logged why
 
         loop = asyncio.get_running_loop()
         ctx = self._create_context(loop)
@@ -139,9 +138,8 @@ class Server:
             listeners = await self._listen(loop, create_protocol, sockets)
         except OSError as exc:
             # e.g. "[Errno 98] ... address already in use": one ERROR line, exit 3.
-            logger.error(exc)
             await self.lifespan.shutdown()
-            sys.exit(STARTUP_FAILURE)
+            raise StartupError(str(exc)) from None
 
         if sockets is None:
             self._log_started_message(listeners)
@@ -362,61 +360,3 @@ class Server:
         else:
             self.should_exit = True
 
-
-def run(app: Any, **kwargs: Any) -> None:
-    """``palfrey.run(app, **kwargs)``: build a Config, serve until told to stop.
-
-    Exits with status 3 when the server could not start, as ``uvicorn.run`` does.
-    """
-    config = Config(app, **kwargs)
-    server = Server(config=config)
-
-    if config.reload or config.workers > 1:
-        if not isinstance(app, str):
-            logger.warning(
-                "You must pass the application as an import string to enable 'reload' or 'workers'."
-            )
-            sys.exit(STARTUP_FAILURE)
-        status = _run_supervised(config)
-        if status:
-            sys.exit(status)
-        return
-
-    # Import once up front so a bad APP fails before any loop or socket exists.
-    config.load_app()
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if config.uds and os.path.exists(config.uds):
-            os.remove(config.uds)
-
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)
-
-
-def _run_supervised(config: Config) -> int:
-    """--reload or --workers: bind once here, serve from child processes (supervisors/).
-
-    The app is not imported in this process (as Uvicorn): each child imports it, so a
-    reload sees the edited code. Returns the exit status.
-    """
-    from palfrey.supervisors import ChangeReload, Multiprocess
-
-    sock = config.bind_socket()
-    status = 0
-    try:
-        if config.should_reload:
-            ChangeReload(config, sockets=[sock]).run()
-        else:
-            supervisor = Multiprocess(config, sockets=[sock])
-            supervisor.run()
-            status = supervisor.exit_status
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-        if config.uds and os.path.exists(config.uds):
-            os.remove(config.uds)
-    return status

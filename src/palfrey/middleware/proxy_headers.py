@@ -30,6 +30,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from palfrey.config import DEFAULT_FORWARDED_ALLOW_IPS
+from palfrey.protocols.common import TOKEN_CHARS
+
 _XFF = b"x-forwarded-for"
 _XFP = b"x-forwarded-proto"
 _XFH = b"x-forwarded-host"
@@ -46,7 +49,7 @@ _DEFAULT_PORT = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 # RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string.
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_TOKEN = "[" + re.escape(TOKEN_CHARS) + "]+"
 _PAIR_RE = re.compile(rf"\s*({_TOKEN})=({_TOKEN}|\"(?:[^\"\\]|\\.)*\")\s*([;,]|$)")
 
 # Bound on cached trust decisions (one per distinct peer address).
@@ -164,7 +167,7 @@ class ProxyHeadersMiddleware:
     def __init__(
         self,
         app: Any,
-        trusted_hosts: Iterable[str] | str = "127.0.0.1",
+        trusted_hosts: Iterable[str] | str = DEFAULT_FORWARDED_ALLOW_IPS,
         *,
         forwarded_host: bool = False,
         forwarded_rfc7239: bool = False,

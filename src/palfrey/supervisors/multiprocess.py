@@ -22,15 +22,15 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from types import FrameType
 
-from palfrey.config import STARTUP_FAILURE, Config
-from palfrey.logging import style
+from click import style
+
+from palfrey.config import STARTUP_FAILURE, TICK_SECONDS, Config
 from palfrey.supervisors.worker import WorkerProcess, wait_for_exit
 
 logger = logging.getLogger("palfrey.error")
-
-TICK_SECONDS = 0.1
 # How long a SIGHUP replacement may take to start serving before the restart is abandoned
 # (the old workers keep serving). Longer than the health-check timeout on purpose: an app
 # that loads for a while at startup is starting, not hung, and answers pings meanwhile.
@@ -47,8 +47,13 @@ HANDLED_SIGNALS = tuple(
 
 
 class Multiprocess:
-    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+    """``target(sockets=sockets)`` (``server.run``) in ``config.workers`` child processes."""
+
+    def __init__(
+        self, config: Config, target: Callable[..., None], sockets: list[socket.socket]
+    ) -> None:
         self.config = config
+        self.target = target
         self.sockets = sockets
         self.workers: list[WorkerProcess] = []
         # Asked to stop (SIGHUP, SIGTTOU) and still finishing their in-flight requests.
@@ -97,7 +102,7 @@ class Multiprocess:
         self.pending_signals.append(sig)
 
     def _start_worker(self) -> WorkerProcess:
-        worker = WorkerProcess(self.config, self.sockets)
+        worker = WorkerProcess(self.config, self.sockets, self.target)
         worker.start()
         return worker
 

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
+from click import style
+
 from palfrey.config import RELOAD_DEFAULT_EXCLUDES, RELOAD_DEFAULT_INCLUDES, Config, is_dir
-from palfrey.logging import style
 from palfrey.supervisors.worker import WorkerProcess, wait_for_exit
 
 logger = logging.getLogger("palfrey.error")
@@ -101,13 +102,11 @@ class BaseReload:
     def __init__(
         self,
         config: Config,
-        target: Callable[..., None] | None = None,
+        target: Callable[..., None],
         sockets: list[socket.socket] | None = None,
     ) -> None:
         self.config = config
-        # Uvicorn's signature passes server.run as target; by default the child runs
-        # Server(config) itself (and its health answers then go through its loop).
-        self.target = target
+        self.target = target  # server.run, as Uvicorn passes it
         self.sockets = list(sockets or [])
         self.should_exit = StopFlag()
         self.stop_requests = 0

@@ -2,7 +2,9 @@
 
 Both supervisors (multiprocess.py, reload.py) start children the same way: a fresh
 interpreter from multiprocessing's "spawn" context (no forked copy of the parent's state,
-and the same behaviour on every platform), given the Config and the sockets the parent bound.
+and the same behaviour on every platform), given the Config, the sockets the parent bound and
+the target to run on them: ``server.run`` (Uvicorn's shape; this package never imports the
+server module, so there is no import cycle).
 
 Each child keeps one end of a pipe to its parent, used for two things:
 
@@ -16,7 +18,6 @@ Each child keeps one end of a pipe to its parent, used for two things:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import os
@@ -27,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
-from palfrey.config import STARTUP_FAILURE, Config
-from palfrey.server import Server
+from palfrey.config import STARTUP_FAILURE, Config, StartupError
 
 logger = logging.getLogger("palfrey.error")
 
@@ -52,7 +53,7 @@ class WorkerProcess:
         self,
         config: Config,
         sockets: list[socket.socket],
-        target: Callable[..., None] | None = None,
+        target: Callable[..., None],
     ) -> None:
         self._conn, self._child_conn = spawn_context.Pipe()
         self.process = spawn_context.Process(
@@ -171,50 +172,44 @@ def serve_in_child(
     config: Config,
     sockets: list[socket.socket],
     conn: Connection,
-    target: Callable[..., None] | None = None,
+    target: Callable[..., None],
 ) -> None:
-    """The child's entry point: serve ``sockets`` with ``Server(config)`` until stopped.
+    """The child's entry point: ``target(sockets=sockets)`` until stopped.
 
     An exception before the server has started is a startup failure (exit 3), whatever
     raised it (a SyntaxError in the app, say), so the parent can tell it from a crash.
     """
     # The Config arrived pickled, without running __init__: set logging up here.
     config.configure_logging()
-    server = Server(config=config)
+    # With target=server.run (the usual case) health answers go through that server's loop;
+    # for another callable they come from the responder's thread.
+    server = getattr(target, "__self__", None)
     responder = HealthResponder(conn, server)
     responder.start()
     try:
-        if target is not None:
-            # A caller-supplied target (Uvicorn's ChangeReload(config, target, sockets)):
-            # its loop is not ours to see, so health answers come from the thread.
-            target(sockets=sockets)
-        else:
-            _run_server(server, sockets, responder)
+        target(sockets=sockets)
     except KeyboardInterrupt:
         pass  # Ctrl+C reached the child too; the parent is stopping it anyway
+    except StartupError as exc:
+        for message in exc.messages:
+            logger.error(message)
+        sys.exit(STARTUP_FAILURE)
     except Exception:
-        if server.started:
+        if server is not None and server.started:
             raise
         logger.exception("Child process [%d] failed to start.", os.getpid())
         sys.exit(STARTUP_FAILURE)
 
 
-def _run_server(server: Server, sockets: list[socket.socket], responder: HealthResponder) -> None:
-    # As Server.run, plus handing the loop to the health responder before serving.
-    loop_factory = server.config.get_loop_factory()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        responder.loop = runner.get_loop()
-        runner.run(server.serve(sockets=sockets))
-
-
 class HealthResponder(threading.Thread):
-    """Answers the parent's pings; stops the server when the parent is gone."""
+    """Answers the parent's pings; stops the server when the parent is gone.
 
-    def __init__(self, conn: Connection, server: Server) -> None:
+    ``server`` is the Server whose loop must carry each answer (None: answer from here)."""
+
+    def __init__(self, conn: Connection, server: Any) -> None:
         super().__init__(name="palfrey-health", daemon=True)
         self.conn = conn
         self.server = server
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def run(self) -> None:
         try:
@@ -238,7 +233,9 @@ class HealthResponder(threading.Thread):
                 return
 
     def _answer(self) -> bytes | None:
-        loop = self.loop
+        if self.server is None:
+            return SERVING  # a foreign target: its loop is not ours to see
+        loop = self.server.loop
         if loop is None or not self.server.started:
             # Still importing the app or running lifespan startup (which may take long):
             # alive, not serving yet.
