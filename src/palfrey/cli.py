@@ -324,7 +324,8 @@ def serve(
         str,
         _opt(
             "--ws",
-            "WebSocket implementation (stored; WebSocket support lands in a later version).",
+            "WebSocket implementation: wsproto (auto); websockets and websockets-sansio are "
+            "accepted and mapped to it; none serves upgrade requests as plain HTTP.",
             WEBSOCKET,
             parser=_choice(WS_CHOICES),
             metavar=_metavar(WS_CHOICES),
