@@ -46,11 +46,13 @@ def _gunicorn_args() -> list[str]:
 
 
 class Gunicorn(SupervisedServer):
-    """``python -m gunicorn -k PalfreyWorker ARGS APP`` leading its own process group."""
+    """``python -m gunicorn -k WORKER ARGS APP`` leading its own process group."""
+
+    worker = WORKER
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "gunicorn", "-k", WORKER, "-b", "127.0.0.1:0",
+            sys.executable, "-m", "gunicorn", "-k", self.worker, "-b", "127.0.0.1:0",
             *_gunicorn_args(), *self.argv,
         ]
 
