@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-from tests.conftest import ROOT, START_TIMEOUT, STOP_TIMEOUT
+from tests.conftest import START_TIMEOUT, STOP_TIMEOUT
 from tests.support import RUNNING_ANY, Proc, clean_env
 
 
@@ -26,7 +26,7 @@ class SupervisedServer(Proc):
         """As Proc.start, in a new session (process group led by the parent)."""
         self.proc = subprocess.Popen(
             self.command(),
-            cwd=str(ROOT),
+            cwd=str(self.cwd),
             env=clean_env(self.extra_env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

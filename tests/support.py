@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT, START_TIMEOUT, ServerProcess, free_port
 
@@ -44,10 +45,11 @@ class Proc(ServerProcess):
     ``wait=False``, returns at once: for processes expected to fail)."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = ()) -> None:
+                 pass_fds: tuple[int, ...] = (), cwd: Path = ROOT) -> None:
         super().__init__("", (), env)
         self.argv = list(args)
         self.pass_fds = pass_fds
+        self.cwd = cwd
         self.match: re.Match[str] | None = None
 
     def command(self) -> list[str]:
@@ -55,7 +57,7 @@ class Proc(ServerProcess):
 
     def start(self, wait: bool = True) -> Proc:
         self.proc = subprocess.Popen(
-            self.command(), cwd=str(ROOT), env=clean_env(self.extra_env),
+            self.command(), cwd=str(self.cwd), env=clean_env(self.extra_env),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=self.pass_fds,
         )
@@ -88,6 +90,21 @@ class Proc(ServerProcess):
             self.stop()
             raise AssertionError(f"still running after {timeout}s:\n{self.stderr_text()}")
         return rc
+
+
+def procs_stopped_at_teardown(**options: Any) -> Iterator:
+    """The body of a fixture that starts ``Proc``s (``options``: e.g. ``cwd``) inside a test
+    and stops every one at teardown (``yield from procs_stopped_at_teardown()``)."""
+    started: list[Proc] = []
+
+    def make(*args: str, wait: bool = True, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(*args, env=env, **options)
+        started.append(proc)
+        return proc.start(wait=wait)
+
+    yield make
+    for proc in started:
+        proc.stop()
 
 
 def unix_request(path: str, data: bytes, timeout: float = 5.0) -> bytes:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import raw_request, simple_get
-from tests.support import Proc
+from tests.support import Proc, procs_stopped_at_teardown
 
 pytestmark = pytest.mark.palfrey_only
 
@@ -21,16 +21,7 @@ def get_json(port: int, path: str = "/") -> dict:
 
 @pytest.fixture
 def procs():
-    started: list[Proc] = []
-
-    def make(*args: str, wait: bool = True, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(*args, env=env)
-        started.append(proc)
-        return proc.start(wait=wait)
-
-    yield make
-    for proc in started:
-        proc.stop()
+    yield from procs_stopped_at_teardown()
 
 
 def test_on_exception_in_startup_exits_3(procs):

@@ -309,7 +309,8 @@ def serve(
         str,
         _opt(
             "--ws",
-            "WebSocket implementation (stored; WebSocket support lands in a later version).",
+            "WebSocket implementation: wsproto (auto); websockets and websockets-sansio are "
+            "accepted and mapped to it; none serves upgrade requests as plain HTTP.",
             WEBSOCKET,
             click_type=click.Choice(WS_CHOICES),
         ),

@@ -1,0 +1,513 @@
+"""The documentation site (docs/, mkdocs.yml): it builds strictly, its reference lists every
+option, every WARNING/ERROR the code can log is explained, and every code sample is a tested
+file or a command the real parsers accept.
+
+The samples under docs/examples/ run here against real servers (Palfrey, gunicorn, nginx)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.process_support import get
+from tests.support import (
+    Proc,
+    clean_env,
+    procs_stopped_at_teardown,
+    running_nginx,
+    unix_request,
+)
+
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+SRC = ROOT / "src" / "palfrey"
+
+
+def load_hook():
+    spec = importlib.util.spec_from_file_location("palfrey_docs", DOCS / "hooks" / "palfrey_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hook = load_hook()
+
+
+def pages() -> dict[str, str]:
+    return {
+        str(path.relative_to(DOCS)): path.read_text()
+        for path in DOCS.rglob("*.md")
+        if "examples" not in path.parts
+    }
+
+
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def fences(text: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(text)]
+
+
+# -- the build and the reference --------------------------------------------------------------
+
+
+def test_strict_build_and_the_generated_reference(tmp_path: Path) -> None:
+    pytest.importorskip("mkdocs")
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=ROOT, env=clean_env({"NO_MKDOCS_2_WARNING": "1"}),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def page(name: str) -> str:
+        return (site / name / "index.html").read_text()
+
+    cli, env, config = page("reference/cli"), page("reference/environment"), page("reference/config")
+    for param in hook.cli_params():
+        for flag in [*param.opts, *param.secondary_opts]:
+            if flag.startswith("-"):
+                assert f"<code>{flag}</code>" in cli, flag
+        if param.envvar:
+            assert f"<code>{param.envvar}</code>" in cli and f"<code>{param.envvar}</code>" in env
+    assert "<code>PALFREY_HEADER</code>" in env
+    for name in hook.ENVIRONMENT:
+        assert f"<code>{name}</code>" in env
+    for name in hook.config_parameters():
+        assert f"<code>{name}</code>" in config, name
+    assert (site / "benchmarks" / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The benchmark figures are the committed ones.
+    _, data = hook.latest_result("hello")
+    rps = data["summary"]["scenarios"]["hello"]["palfrey"]["rps_median"]
+    assert f"{rps:,.0f}" in page("operations/benchmarks")
+
+
+def test_every_option_has_a_reference_row() -> None:
+    """Without building: each generated table names every option, variable and parameter."""
+    cli, env, config = hook.cli_options_markdown(), hook.env_vars_markdown(), hook.config_params_markdown()
+    for param in hook.cli_params():
+        for flag in [*param.opts, *param.secondary_opts]:
+            if flag.startswith("-"):
+                assert f"`{flag}`" in cli
+        if param.envvar:
+            assert f"`{param.envvar}`" in env
+    for name in hook.config_parameters():
+        assert f"| `{name}` |" in config
+    assert hook.environment_read_by_source() <= set(hook.ENVIRONMENT)
+
+
+def test_an_unknown_marker_fails_the_build() -> None:
+    with pytest.raises(ValueError, match="unknown generated part"):
+        hook.render("<!-- palfrey:no-such-table -->")
+
+
+def test_uvicorn_comparison_is_taken_from_both_packages() -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    text = hook.uvicorn_cli_markdown() + hook.uvicorn_config_markdown()
+    assert uvicorn.__version__ in text
+    assert "`--limit-header-size`" in text  # Palfrey-only
+    assert "missing in Palfrey" not in text and "**Missing in Palfrey:** none." in text
+
+
+# -- the troubleshooting page knows every WARNING and ERROR -----------------------------------
+
+LOG_METHODS = {"warning", "error", "exception", "critical"}
+PLACEHOLDER = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdrif]|\{[^}]*\}")
+# Log calls whose message is not a literal: what the page must say about each instead.
+DYNAMIC = {
+    ("config.py", "exc"): "[Errno 98] Address already in use",  # bind errors, as the OS says
+    ("server.py", "exc"): "[Errno 98] Address already in use",
+    ("config.py", "problem"): None,  # the literals appended to `problems` (checked below)
+    ("lifespan.py", "message['message']"): "lifespan.startup.failed",  # the app's own text
+    ("pyx", "REJECT_MESSAGES[status]"): None,  # every value of REJECT_MESSAGES (below)
+}
+
+
+def _fragments(template: str) -> list[str]:
+    return [part.strip() for part in PLACEHOLDER.split(template) if len(part.strip()) > 2]
+
+
+def _literal(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            v.value if isinstance(v, ast.Constant) else "{}" for v in node.values
+        )
+    return None
+
+
+def logged_messages() -> list[tuple[str, str]]:
+    """(where, template) of every WARNING/ERROR/CRITICAL/exception log call in src/palfrey."""
+    found: list[tuple[str, str]] = []
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in LOG_METHODS
+                and "log" in ast.unparse(node.func.value).lower()
+                and node.args
+            ):
+                continue
+            text = _literal(node.args[0])
+            where = f"{path.relative_to(SRC)}:{node.lineno}"
+            if text is None:
+                key = (path.name, ast.unparse(node.args[0]).replace('"', "'"))
+                assert key in DYNAMIC, f"{where}: a log message that is not a literal: {key}"
+                if DYNAMIC[key]:
+                    found.append((where, DYNAMIC[key]))
+            else:
+                found.append((where, text))
+            if path.name == "config.py":
+                for call in ast.walk(tree):
+                    if isinstance(call, ast.Call) and ast.unparse(call.func) == "problems.append":
+                        found.append((f"config.py:{call.lineno}", _literal(call.args[0]) or ""))
+    compiled = re.compile(
+        r"logger\.(?:warning|error|exception|critical)\(\s*(\"(?:[^\"\\]|\\.)*\"|[\w\[\]\.]+)"
+    )
+    for path in [*SRC.glob("*.pyx"), *SRC.glob("*.pxi")]:
+        source = path.read_text()
+        for match in compiled.finditer(source):
+            where = f"{path.name}:{source.count(chr(10), 0, match.start()) + 1}"
+            argument = match.group(1)
+            if argument.startswith('"'):
+                found.append((where, ast.literal_eval(argument)))
+            else:
+                assert ("pyx", argument) in DYNAMIC, f"{where}: not a literal: {argument}"
+        if path.suffix == ".pyx":
+            table = re.search(r"REJECT_MESSAGES = (\{.*?\n\})", source, re.DOTALL)
+            assert table, "REJECT_MESSAGES not found in _parser.pyx"
+            for text in ast.literal_eval(table.group(1)).values():
+                found.append((path.name, text))
+    return found
+
+
+def test_every_warning_and_error_is_on_the_troubleshooting_page() -> None:
+    page = (DOCS / "guides" / "troubleshooting.md").read_text()
+    messages = logged_messages()
+    assert len(messages) > 40  # the extraction found the log calls
+    missing = [
+        (where, template)
+        for where, template in messages
+        if any(fragment not in page for fragment in _fragments(template))
+    ]
+    assert not missing, "WARNING/ERROR messages not explained in docs/guides/troubleshooting.md:\n" + "\n".join(
+        f"  {where}: {template!r}" for where, template in missing
+    )
+
+
+def test_import_errors_are_on_the_troubleshooting_page() -> None:
+    """The text after ``Error loading ASGI app.`` comes from importer.py's exceptions."""
+    page = (DOCS / "guides" / "troubleshooting.md").read_text()
+    tree = ast.parse((SRC / "importer.py").read_text())
+    raised = [
+        _literal(node.exc.args[0])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args
+    ]
+    assert len(raised) == 3
+    for template in raised:
+        assert all(fragment in page for fragment in _fragments(template or "")), template
+
+
+# -- every code sample is a tested file or a command the parsers accept -------------------------
+
+INCLUDED_ONLY = {"python", "py", "nginx", "yaml", "yml", "json", "ini", "toml", "dockerfile"}
+SNIPPET = re.compile(r'^--8<-- "(docs/examples/[^"]+)"$')
+
+
+def test_code_samples_are_included_from_tested_files() -> None:
+    included: set[str] = set()
+    for name, text in pages().items():
+        for language, body in fences(text):
+            lines = body.strip().splitlines()
+            if all(SNIPPET.match(line) for line in lines) and lines:
+                included.update(SNIPPET.match(line).group(1) for line in lines)
+            else:
+                assert language not in INCLUDED_ONLY, f"{name}: a {language} sample written inline"
+    for path in included:
+        assert (ROOT / path).exists(), path
+    examples = {f"docs/examples/{p.name}" for p in EXAMPLES.iterdir() if p.is_file()}
+    assert examples == included, (examples ^ included)
+    untested = sorted(set(EXAMPLE_TESTS) ^ {p.split("/")[-1] for p in examples})
+    assert not untested, f"examples without a test (or tests of missing examples): {untested}"
+    for test_name in EXAMPLE_TESTS.values():
+        assert callable(globals()[test_name])
+
+
+def shell_commands() -> list[tuple[str, list[str]]]:
+    commands = []
+    for name, text in pages().items():
+        for language, body in fences(text):
+            if language not in ("sh", "bash", "console"):
+                continue
+            for line in body.splitlines():
+                words = shlex.split(line, comments=True)
+                if words[:1] == ["palfrey"] or words[:1] == ["gunicorn"]:
+                    commands.append((name, words))
+                elif words[:3] == ["python", "-m", "palfrey"]:
+                    commands.append((name, ["palfrey", *words[3:]]))
+    return commands
+
+
+def test_documented_commands_are_accepted_by_the_real_parsers(monkeypatch) -> None:
+    from gunicorn.config import Config as GunicornConfig
+    from gunicorn.util import load_class
+
+    commands = shell_commands()
+    assert sum(words[0] == "palfrey" for _, words in commands) >= 10
+    assert any(words[0] == "gunicorn" for _, words in commands)
+    monkeypatch.chdir(EXAMPLES)  # where the files the commands name live
+    command = hook.cli_command()
+    for page, words in commands:
+        if words[0] == "palfrey":
+            try:
+                command.make_context("palfrey", words[1:])
+            except Exception as exc:  # noqa: BLE001  (click's usage errors)
+                pytest.fail(f"{page}: {shlex.join(words)}: {exc}")
+        else:
+            config = GunicornConfig()
+            parsed = config.parser().parse_args(words[1:])
+            for key, value in vars(parsed).items():
+                if key != "args" and value is not None:
+                    config.set(key.lower(), value)
+            assert load_class(config.worker_class_str) is not None, (page, words)
+
+
+# -- the examples, run ---------------------------------------------------------------------------
+
+EXAMPLE_TESTS = {
+    "main.py": "test_getting_started_session",
+    "embedded.py": "test_embedded_run",
+    "server_api.py": "test_server_api",
+    "lifespan_state.py": "test_lifespan_state",
+    "websocket_echo.py": "test_websocket_echo",
+    "streaming.py": "test_streaming",
+    "whoami.py": "test_nginx_example",
+    "nginx.conf": "test_nginx_example",
+    "tls_context.py": "test_tls_context",
+    "gunicorn.conf.py": "test_gunicorn_config_file",
+    "custom_worker.py": "test_custom_gunicorn_worker",
+}
+
+
+@pytest.fixture
+def example_server():
+    yield from procs_stopped_at_teardown(cwd=EXAMPLES)
+
+
+class Script(Proc):
+    """``python ARGS`` in docs/examples."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, *self.argv]
+
+
+def test_getting_started_session(example_server) -> None:
+    text = (DOCS / "guides" / "getting-started.md").read_text()
+    blocks = fences(text)
+    serve = next(body for lang, body in blocks if lang == "sh" and body.strip() == "palfrey main:app")
+    index = next(i for i, (lang, body) in enumerate(blocks) if lang == "sh" and "curl" in body)
+    curl_line, expected = blocks[index][1].strip(), blocks[index + 1][1]
+    port = free_port()
+    server = example_server(*shlex.split(serve)[1:], env={"PALFREY_PORT": str(port)})
+    assert server.port == port
+    assert server.wait_for_log("Application startup complete.")
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (.ci/run installs it)")
+    words = shlex.split(curl_line.replace(":8000", f":{port}"))
+    output = subprocess.run(
+        [curl, *words[1:]], capture_output=True, text=True, timeout=10, check=False
+    )
+    assert output.returncode == 0, output.stderr
+    got = output.stdout.replace("\r\n", "\n").splitlines()
+    for line in expected.strip().splitlines():
+        assert line in got, (line, got)
+    assert any(line.startswith("date: ") for line in got)
+
+
+def test_embedded_run() -> None:
+    port = free_port()
+    server = Script("embedded.py", env={"PORT": str(port)}, cwd=EXAMPLES).start()
+    try:
+        assert server.port == port
+        assert get(port) == (200, b"Hello, world!")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(10) == 0
+    finally:
+        server.stop()
+
+
+def test_server_api() -> None:
+    result = subprocess.run(
+        [sys.executable, "server_api.py"], cwd=EXAMPLES, env=clean_env(),
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "HTTP/1.1 200 OK\n"
+
+
+def test_lifespan_state(example_server) -> None:
+    server = example_server("lifespan_state:app", "--port", "0")
+    assert get(server.port) == (200, b"Hello from the lifespan")
+    mark = server.mark()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert server.wait_for_log("Application shutdown complete.", mark=mark)
+
+
+def test_websocket_echo(example_server) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    server = example_server("websocket_echo:app", "--port", "0")
+    with connect(f"ws://127.0.0.1:{server.port}/echo", open_timeout=5) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.send(b"\x00\x01")
+        assert ws.recv(timeout=5) == b"\x00\x01"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{server.port}/other", open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_streaming(example_server) -> None:
+    server = example_server("streaming:app", "--port", "0")
+    body = b"x" * 200_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, chunked = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"\r\ntransfer-encoding: chunked" in head
+    assert chunked == b"16\r\nreceived 200000 bytes\n\r\n5\r\ndone\n\r\n0\r\n\r\n"
+
+
+def test_nginx_example(example_server, tmp_path: Path) -> None:
+    from tests.support import NGINX
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    from websockets.sync.client import connect
+
+    sock_path = str(tmp_path / "palfrey.sock")
+    conf = (EXAMPLES / "nginx.conf").read_text()
+    assert "listen 80;" in conf and "/run/palfrey.sock" in conf
+    conf = conf.replace("listen 80;", "listen 127.0.0.1:{port};").replace("/run/palfrey.sock", sock_path)
+    documented = next(
+        line.split("#", 1)[1].split()
+        for line in (EXAMPLES / "nginx.conf").read_text().splitlines()
+        if "palfrey whoami:app" in line
+    )
+    args = [a.replace("/run/palfrey.sock", sock_path) for a in documented[1:]]
+    example_server(*args)
+    assert unix_request(sock_path, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").endswith(
+        b"client=- scheme=http\n"
+    )
+    with running_nginx(tmp_path, conf) as port:
+        assert get(port) == (200, b"client=127.0.0.1 scheme=http\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n"
+                b"X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        # The forged hop is left of the one nginx appended: ignored; nginx's $scheme wins.
+        assert data.endswith(b"client=127.0.0.1 scheme=http\n"), data
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+            assert ws.recv(timeout=5) == "client=127.0.0.1 scheme=ws\n"
+
+
+def test_tls_context(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    port = free_port()
+    launcher = (
+        f"import palfrey, tls_context; palfrey.run('main:app', port={port}, "
+        f"ssl_certfile={str(tmp_path / 'cert.pem')!r}, ssl_keyfile={str(tmp_path / 'key.pem')!r}, "
+        "ssl_context_factory=tls_context.tls13_only)"
+    )
+    server = Script("-c", launcher, cwd=EXAMPLES).start()
+    try:
+        assert server.match.group(1) == "https"
+        tls13 = ssl.create_default_context()
+        ca.configure_trust(tls13)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            tls13.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+        ):
+            assert conn.version() == "TLSv1.3"
+        tls12 = ssl.create_default_context()
+        ca.configure_trust(tls12)
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            pytest.raises(ssl.SSLError),
+        ):
+            tls12.wrap_socket(raw, server_hostname="127.0.0.1")
+    finally:
+        server.stop()
+
+
+def _gunicorn(*args: str, worker: str):
+    from tests.test_gunicorn_worker import Gunicorn
+
+    server = Gunicorn(*args, cwd=EXAMPLES)
+    server.worker = worker
+    return server
+
+
+def test_gunicorn_config_file() -> None:
+    pytest.importorskip("gunicorn")
+    server = _gunicorn("-c", "gunicorn.conf.py", "-w", "1", "main:app",
+                       worker="palfrey.workers.PalfreyWorker").start()
+    try:
+        server.wait_booted(1)
+        assert get(server.port) == (200, b"Hello, world!")
+        assert server.wait_for_log(r'"GET / HTTP/1\.1" 200', "stdout")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(15) == 0, server.stderr_text()
+    finally:
+        server.stop()
+
+
+def test_custom_gunicorn_worker() -> None:
+    pytest.importorskip("gunicorn")
+    server = _gunicorn("-w", "1", "main:app", worker="custom_worker.LimitedWorker").start()
+    try:
+        server.wait_booted(1)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+            head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 413 ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nserver:" not in head
+    finally:
+        server.stop()
