@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from palfrey.protocols.common import ERROR_MESSAGES
 from tests.conftest import ROOT, free_port
 from tests.process_support import get
 from tests.support import (
@@ -128,12 +129,16 @@ LOG_METHODS = {"warning", "error", "exception", "critical"}
 PLACEHOLDER = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdrif]|\{[^}]*\}")
 # Log calls whose message is not a literal: what the page must say about each instead.
 DYNAMIC = {
-    ("config.py", "exc"): "[Errno 98] Address already in use",  # bind errors, as the OS says
-    ("server.py", "exc"): "[Errno 98] Address already in use",
-    ("config.py", "problem"): None,  # the literals appended to `problems` (checked below)
+    # StartupError's lines, logged where it is caught: the messages it is raised with
+    # (collected below from every `StartupError(...)`).
+    ("main.py", "message"): None,
+    ("worker.py", "message"): None,
+    ("workers.py", "message"): None,
     ("lifespan.py", "message['message']"): "lifespan.startup.failed",  # the app's own text
-    ("pyx", "REJECT_MESSAGES[status]"): None,  # every value of REJECT_MESSAGES (below)
+    ("pyx", "ERROR_MESSAGES[status]"): None,  # every value of ERROR_MESSAGES (below)
 }
+# `raise StartupError(str(exc))`: bind errors, as the OS words them.
+STARTUP_ERROR_DYNAMIC = {"str(exc)": "[Errno 98] Address already in use"}
 
 
 def _fragments(template: str) -> list[str]:
@@ -173,10 +178,20 @@ def logged_messages() -> list[tuple[str, str]]:
                     found.append((where, DYNAMIC[key]))
             else:
                 found.append((where, text))
-            if path.name == "config.py":
-                for call in ast.walk(tree):
-                    if isinstance(call, ast.Call) and ast.unparse(call.func) == "problems.append":
-                        found.append((f"config.py:{call.lineno}", _literal(call.args[0]) or ""))
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call):
+                continue
+            where = f"{path.relative_to(SRC)}:{call.lineno}"
+            if ast.unparse(call.func) == "StartupError":
+                for argument in call.args:
+                    if isinstance(argument, ast.Starred):  # StartupError(*problems)
+                        continue
+                    text = _literal(argument)
+                    if text is None:
+                        text = STARTUP_ERROR_DYNAMIC[ast.unparse(argument)]
+                    found.append((where, text))
+            elif ast.unparse(call.func) == "problems.append":  # config.py: StartupError(*problems)
+                found.append((where, _literal(call.args[0]) or ""))
     compiled = re.compile(
         r"logger\.(?:warning|error|exception|critical)\(\s*(\"(?:[^\"\\]|\\.)*\"|[\w\[\]\.]+)"
     )
@@ -189,11 +204,7 @@ def logged_messages() -> list[tuple[str, str]]:
                 found.append((where, ast.literal_eval(argument)))
             else:
                 assert ("pyx", argument) in DYNAMIC, f"{where}: not a literal: {argument}"
-        if path.suffix == ".pyx":
-            table = re.search(r"REJECT_MESSAGES = (\{.*?\n\})", source, re.DOTALL)
-            assert table, "REJECT_MESSAGES not found in _parser.pyx"
-            for text in ast.literal_eval(table.group(1)).values():
-                found.append((path.name, text))
+    found += [("protocols/common.py", text) for text in ERROR_MESSAGES.values()]
     return found
 
 

@@ -54,8 +54,10 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.sock import ssl_context
 from gunicorn.workers.base import Worker
 
-from palfrey.config import Config
+from palfrey.config import Config, StartupError
 from palfrey.server import Server
+
+logger = logging.getLogger("palfrey.error")
 
 # The heartbeat task wakes at least this often: gunicorn's own workers notice ``alive``
 # turning false (their --reload) within a second, so this one does too.
@@ -117,8 +119,11 @@ class PalfreyWorker(Worker):
         config = Config(self.wsgi, **self.config_kwargs())
         server = GunicornServer(config, worker=self)
         sockets = [listener.sock for listener in self.sockets]
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(server.serve(sockets=sockets))
+        try:
+            server.run(sockets=sockets)
+        except StartupError as exc:
+            for message in exc.messages:
+                logger.error(message)
         if not server.started:
             # The app, its lifespan startup or TLS failed: gunicorn stops instead of
             # starting replacement workers forever.
