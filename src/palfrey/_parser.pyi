@@ -117,7 +117,8 @@ def response_framing(
     ``headers`` are the app's (name, value) pairs (validated as the core validates them:
     RuntimeError on a bad field, on conflicting content-lengths, or on content-length with
     transfer-encoding); ``http_version`` is "1.0", "1.1" or "2"; ``keep_alive`` whether the
-    connection could carry another request. Returns ``{"framing": "none" | "length" |
+    connection could carry another request. Returns ``{"fields": the app's fields as HTTP/1.1
+    field lines (names lower-cased), "framing": "none" | "length" |
     "chunked" | "close" | "stream", "length": int | None, "keep_alive": bool,
     "add_chunked": bool, "add_close": bool}`` (RFC 9110 6.4.1, RFC 9112 6.1-6.3)."""
 

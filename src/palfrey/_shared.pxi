@@ -290,11 +290,13 @@ def response_framing(int status, str method, str http_version, headers, bint kee
     _buffer_init(&scratch, 256)
     try:
         _encode_fields(&scratch, headers, &facts)
+        encoded = PyBytes_FromStringAndSize(scratch.data, scratch.length)
     finally:
         free(scratch.data)
     result = decide_framing(status, method == "HEAD",
                             {"1.0": 10, "1.1": 11, "2": 20}[http_version], keep_alive, &facts)
     return {
+        "fields": encoded,
         "framing": _FRAMING_NAMES[result.framing],
         "length": result.length if result.framing == FRAME_LENGTH else None,
         "keep_alive": result.keep_alive,
