@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "palfrey_only: behaviour where Palfrey differs from Uvicorn on purpose"
     )
+    config.addinivalue_line("markers", "http2: HTTP/2 (SPEC.md section 8; tests/test_http2_*.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -107,6 +107,17 @@ def procs_stopped_at_teardown(**options: Any) -> Iterator:
         proc.stop()
 
 
+class ScriptProc(Proc):
+    """``python SCRIPT``: a server a test starts from its own script (``palfrey.run(...)``)."""
+
+    def __init__(self, script: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self.script = script
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(self.script)]
+
+
 def unix_request(path: str, data: bytes, timeout: float = 5.0) -> bytes:
     """Send one request on a unix socket and read until the server closes."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

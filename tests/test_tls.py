@@ -7,12 +7,11 @@ import json
 import shutil
 import ssl
 import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.support import Proc
+from tests.support import Proc, ScriptProc
 
 trustme = pytest.importorskip("trustme", reason="trustme is in the [test] extra")
 
@@ -120,11 +119,7 @@ def test_ssl_context_factory_via_run(certs, tmp_path):
         f"            ssl_keyfile={certs['key']!r}, ssl_context_factory=factory)\n"
     )
 
-    class Script(Proc):
-        def command(self):
-            return [sys.executable, str(script)]
-
-    proc = Script()
+    proc = ScriptProc(script)
     try:
         proc.start()
         context = ssl.create_default_context(cafile=certs["ca"])
