@@ -330,12 +330,6 @@ def test_port_in_use_exits_3():
     assert "Application shutdown complete." in err
 
 
-def test_http2_refused_exit_3():
-    proc = Proc("tests.apps:app", "--port", "0", "--http2")
-    assert proc.run_to_exit() == 3
-    assert "HTTP/2 (http2=True) is not supported." in proc.stderr_text()
-
-
 def test_uvicorn_command_line_works_with_the_name_changed():
     """The issue's example: only the program name changes."""
     proc = Proc("tests.apps:scope_app", "--proxy-headers", "--forwarded-allow-ips=*",

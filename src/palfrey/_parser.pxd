@@ -69,7 +69,7 @@ cdef class ServerContext:
     cdef public object error_logger
     cdef public object access_logger
     cdef Py_ssize_t limit_concurrency      # -1: none (connections and running requests)
-    cdef double timeout_keep_alive         # seconds an idle connection stays open
+    cdef readonly double timeout_keep_alive  # seconds an idle connection stays open
     cdef double timeout_request_header     # seconds a request head may take to arrive
     cdef double timeout_request_body       # seconds an upload may stall between reads
     cdef Py_ssize_t limit_header_size      # bytes of one request head -> 431
@@ -85,6 +85,8 @@ cdef class ServerContext:
     cdef public set connections    # open HTTP connections, until closed and their app is done
     cdef public set websockets     # open WebSocket protocols: each adds and removes itself
     cdef public object ws_protocol # (ctx, transport, scope, leftover) -> protocol; None: --ws none
+    cdef public object h2_protocol # (ctx, transport, leftover, upgrade) -> protocol; None: no --http2
+    cdef public set h2_connections # open HTTP/2 protocols: each adds and removes itself
     cdef public bint shutting_down # no new exchange may keep its connection alive
     cdef public bint draining      # ... and idle connections wait for their keep-alive timeout
 
@@ -92,7 +94,7 @@ cdef class ServerContext:
     cdef void request_finished(self)
     cdef void connection_opened(self, object conn)
     cdef void connection_released(self, object conn)
-    cdef bint over_concurrency_limit(self)
+    cpdef bint over_concurrency_limit(self)
     cdef void expire_deadlines(self)
 
 
@@ -211,6 +213,7 @@ cdef class _HttpCore(Responder):
     cdef bint keep_alive           # the current exchange may be followed by another
     cdef bint in_parser            # inside llhttp_execute: see the re-entrancy rule
     cdef bint flush_requested      # queued in ctx.flush_waiting
+    cdef bint h2_preface_possible  # --http2 in cleartext, nothing read yet but a preface prefix
 
     # -- input: the loop reads straight into in_buffer (BufferedProtocol)
     cdef bytearray in_buffer
@@ -231,8 +234,9 @@ cdef class _HttpCore(Responder):
     cdef bytes transfer_encoding   # the request's Transfer-Encoding list, joined
     cdef bint expect_continue      # Expect: 100-continue
     cdef bint upgrade_websocket    # Upgrade lists websocket
+    cdef bint upgrade_h2c          # Upgrade lists h2c (RFC 7540 3.2)
     cdef bint te_trailers          # TE lists trailers: the client takes chunked trailers
-    cdef dict websocket_scope      # the handshake's scope, for ctx.ws_protocol
+    cdef dict upgrade_scope        # the upgrade request's scope, for the protocol it goes to
     cdef long long body_received   # bytes of the request body (--limit-body-size)
     cdef int reject_status         # why a callback stopped the parser (400, 413...)
 
@@ -264,7 +268,9 @@ cdef class _HttpCore(Responder):
     cdef int _stop(self, int status) noexcept
     cdef int _on_body(self, const char* at, size_t length) except? -1
     cdef int _on_message_complete(self) except? -1
-    cdef _hand_over_to_websocket(self)
+    cdef _hand_over(self, object protocol)
+    cdef _upgrade(self)
+    cdef bint _preface_arrived(self)
     cdef _start_cycle(self)
     cdef dict _build_scope(self)
     cdef _request_flush(self)
@@ -276,6 +282,18 @@ cdef class _HttpCore(Responder):
     cdef void _release_if_finished(self)
     cdef void shutdown(self)
     cdef void cancel_app(self)
+
+
+# -- HTTP/2 streams (_http2.pxi) ----------------------------------------------------------------
+
+cdef class H2Stream(Responder):
+    cdef readonly int stream_id
+    cdef object connection         # protocols/http2.py's H2Protocol: owns h2 and the transport
+    cdef readonly RequestCycle cycle
+    cdef BodyFraming framing       # FRAME_NONE, FRAME_LENGTH or FRAME_STREAM
+    cdef long long length_left     # FRAME_LENGTH: body bytes still owed
+    cdef readonly bint ended       # END_STREAM is sent (or queued)
+    cdef list trailers             # trailer fields gathered until the last trailers message
 
 
 # -- the WebSocket data path (_websocket.pxi) ---------------------------------------------------

@@ -56,6 +56,8 @@ include "_shared.pxi"
 include "_cycle.pxi"
 
 cdef bytes CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# RFC 9113 3.4: what an HTTP/2 client sends first, in cleartext with prior knowledge.
+cdef bytes H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef str HTTP_1_1 = "1.1"
 cdef str HTTP_1_0 = "1.0"
 
@@ -286,6 +288,14 @@ cdef class _HttpCore(Responder):
         self.state = CONN_IDLE
         # A connection that never sends a request is closed like an idle keep-alive one.
         self._set_deadline(DEADLINE_KEEP_ALIVE, self.ctx.timeout_keep_alive)
+        if self.ctx.h2_protocol is not None:
+            if self.scheme == "https":
+                ssl_object = transport.get_extra_info("ssl_object")
+                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                    self._hand_over(self.ctx.h2_protocol(self.ctx, transport, b"", None))
+                    return
+            else:
+                self.h2_preface_possible = True  # RFC 9113 3.3: prior knowledge
         if self.ctx.shutting_down:
             self.shutdown()
 
@@ -306,6 +316,8 @@ cdef class _HttpCore(Responder):
     def buffer_updated(self, Py_ssize_t nbytes):
         self.in_end += nbytes
         if self.state == CONN_CLOSED:
+            return
+        if self.h2_preface_possible and self._preface_arrived():
             return
         if self.state == CONN_WAITING:
             # Pipelining: the next request waits, unparsed, until this response is done.
@@ -355,7 +367,7 @@ cdef class _HttpCore(Responder):
                 stop = ll.llhttp_get_error_pos(&self.parser)
                 self.in_start = stop - self.in_data
                 if self.state == CONN_UPGRADING:
-                    self._hand_over_to_websocket()
+                    self._upgrade()
                     return
                 if err == ll.HPE_PAUSED_UPGRADE:
                     # Upgrades other than WebSocket are served as plain HTTP/1.1 (SPEC 2).
@@ -408,6 +420,7 @@ cdef class _HttpCore(Responder):
         self.transfer_encoding = None
         self.expect_continue = False
         self.upgrade_websocket = False
+        self.upgrade_h2c = False
         self.te_trailers = False
         self.body_received = 0
         self.reject_status = 0
@@ -483,6 +496,7 @@ cdef class _HttpCore(Responder):
             self.expect_continue = _equal_lower(PyBytes_AS_STRING(value), b"100-continue", 12) and PyBytes_GET_SIZE(value) == 12
         elif name is H_UPGRADE:
             self.upgrade_websocket = _has_token(value, b"websocket", 9)
+            self.upgrade_h2c = _has_token(value, b"h2c", 3)
         elif name is H_TE:
             self.te_trailers = _has_token(value, b"trailers", 8)  # RFC 9110 10.1.4
         self.headers.append((name, value))
@@ -507,9 +521,16 @@ cdef class _HttpCore(Responder):
         if self.parser.upgrade:
             if self.upgrade_websocket and ctx.ws_protocol is not None:
                 # The handshake goes to the WebSocket protocol once the parser stops at the
-                # end of this request (RFC 6455 4.2); see _hand_over_to_websocket.
+                # end of this request (RFC 6455 4.2); see _upgrade.
                 self.state = CONN_UPGRADING
-                self.websocket_scope = self._build_scope()
+                self.upgrade_scope = self._build_scope()
+                return 0
+            if (self.upgrade_h2c and ctx.h2_protocol is not None
+                    and not (self.parser.flags & ll.F_CHUNKED or self.parser.content_length > 0)):
+                # RFC 7540 3.2: answered 101 and served as HTTP/2 stream 1 (only without a
+                # body: one would have to be read whole first; a server may decline).
+                self.state = CONN_UPGRADING
+                self.upgrade_scope = self._build_scope()
                 return 0
             ctx.error_logger.warning("Unsupported upgrade request.")
         self._start_cycle()
@@ -573,16 +594,42 @@ cdef class _HttpCore(Responder):
         # Stop here until the response is done: requests are answered strictly in order.
         return ll.HPE_PAUSED
 
-    cdef _hand_over_to_websocket(self):
-        """Give the transport, the handshake's scope and the bytes read after it to the
-        WebSocket protocol; from here on this object sees nothing of the connection."""
+    cdef _upgrade(self):
+        """The upgrade request is read: hand the connection to the protocol it asked for,
+        with the request's scope and the bytes read after it."""
         leftover = PyBytes_FromStringAndSize(self.in_data + self.in_start, self.in_end - self.in_start)
+        scope, self.upgrade_scope = self.upgrade_scope, None
+        if self.upgrade_websocket and self.ctx.ws_protocol is not None:
+            protocol = self.ctx.ws_protocol(self.ctx, self.transport, scope, leftover)
+        else:
+            settings = None
+            for name, value in scope["headers"]:
+                if name == b"http2-settings":
+                    settings = value
+            protocol = self.ctx.h2_protocol(self.ctx, self.transport, leftover, (scope, settings))
+        self._hand_over(protocol)
+
+    cdef bint _preface_arrived(self):
+        """--http2 in cleartext: True once the connection's first bytes are the HTTP/2
+        client preface and the connection went to HTTP/2; False (and no more checks) as
+        soon as they cannot be; True also while too few bytes have come to tell."""
+        cdef Py_ssize_t n = min(self.in_end - self.in_start, PyBytes_GET_SIZE(H2_PREFACE))
+        if memcmp(self.in_data + self.in_start, PyBytes_AS_STRING(H2_PREFACE), n) != 0:
+            self.h2_preface_possible = False
+            return False
+        if n < PyBytes_GET_SIZE(H2_PREFACE):
+            return True  # a prefix of the preface: wait for the rest
+        self.h2_preface_possible = False
+        leftover = PyBytes_FromStringAndSize(self.in_data + self.in_start, self.in_end - self.in_start)
+        self._hand_over(self.ctx.h2_protocol(self.ctx, self.transport, leftover, None))
+        return True
+
+    cdef _hand_over(self, object protocol):
+        """From here on `protocol` has the transport; this object sees nothing of it."""
         self.in_start = self.in_end = 0
         self.state = CONN_CLOSED
         self.deadline_kind = DEADLINE_NONE
         self._release_if_finished()
-        protocol = self.ctx.ws_protocol(self.ctx, self.transport, self.websocket_scope, leftover)
-        self.websocket_scope = None
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
         self.flow.resume_reading()
@@ -608,24 +655,7 @@ cdef class _HttpCore(Responder):
 
     cdef dict _build_scope(self):
         cdef ServerContext ctx = self.ctx
-        cdef bytes target = self.target if self.target is not None else b""
-        cdef const char* data = PyBytes_AS_STRING(target)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(target), path_start = 0, path_end, query_end
-        cdef const char* found
-        if n and data[0] != b"/" and data[0] != b"*":
-            path_start = _absolute_form_path_start(data, n)
-        found = <const char*>memchr(data + path_start, b"#", n - path_start)
-        query_end = (found - data) if found != NULL else n
-        found = <const char*>memchr(data + path_start, b"?", query_end - path_start)
-        path_end = (found - data) if found != NULL else query_end
-        raw_path = target[path_start:path_end] if path_end - path_start else b"/"
-        query = target[path_end + 1:query_end] if path_end < query_end else b""
-        path = PyUnicode_DecodeASCII(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "strict")
-        if b"%" in raw_path:
-            path = urllib.parse.unquote(path)
-        if ctx.root_path:
-            path = ctx.root_path + path
-            raw_path = ctx.root_path_bytes + raw_path
+        cdef tuple target = _split_target(self.target if self.target is not None else b"", ctx)
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -635,9 +665,9 @@ cdef class _HttpCore(Responder):
             "scheme": self.scheme,
             "method": METHOD_NAMES[self.parser.method],
             "root_path": ctx.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
+            "path": target[0],
+            "raw_path": target[1],
+            "query_string": target[2],
             "headers": self.headers,
             "state": ctx.app_state.copy() if ctx.app_state else {},
         }
@@ -873,6 +903,29 @@ cdef bytearray _uninitialized_bytearray(Py_ssize_t size):
     return PyByteArray_FromStringAndSize(NULL, size)
 
 
+cdef tuple _split_target(bytes target, ServerContext ctx):
+    """(path, raw_path, query_string) of a request target (RFC 9112 3.2: origin, absolute or
+    asterisk form; HTTP/2's :path), with root_path in front (ASGI spec)."""
+    cdef const char* data = PyBytes_AS_STRING(target)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(target), path_start = 0, path_end, query_end
+    cdef const char* found
+    if n and data[0] != b"/" and data[0] != b"*":
+        path_start = _absolute_form_path_start(data, n)
+    found = <const char*>memchr(data + path_start, b"#", n - path_start)
+    query_end = (found - data) if found != NULL else n
+    found = <const char*>memchr(data + path_start, b"?", query_end - path_start)
+    path_end = (found - data) if found != NULL else query_end
+    raw_path = target[path_start:path_end] if path_end - path_start else b"/"
+    query = target[path_end + 1:query_end] if path_end < query_end else b""
+    path = PyUnicode_DecodeASCII(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "strict")
+    if b"%" in raw_path:
+        path = urllib.parse.unquote(path)
+    if ctx.root_path:
+        path = ctx.root_path + path
+        raw_path = ctx.root_path_bytes + raw_path
+    return (path, raw_path, query)
+
+
 cdef Py_ssize_t _absolute_form_path_start(const char* data, Py_ssize_t n):
     """RFC 9112 3.2.2: in `scheme://authority/path?query` the path starts after the authority."""
     cdef const char* scheme_end = <const char*>memchr(data, b":", n)
@@ -883,6 +936,12 @@ cdef Py_ssize_t _absolute_form_path_start(const char* data, Py_ssize_t n):
     while i < n and data[i] != b"/" and data[i] != b"?" and data[i] != b"#":
         i += 1
     return i
+
+
+def connection_addresses(transport):
+    """(server, client) of a transport as the scope gives them: (host, port), or None on a
+    unix socket."""
+    return (_local_address(transport), _remote_address(transport))
 
 
 cdef object _local_address(transport):
@@ -899,4 +958,5 @@ cdef object _remote_address(transport):
     return (str(info[0]), int(info[1])) if isinstance(info, (list, tuple)) and len(info) >= 2 else None
 
 
+include "_http2.pxi"
 include "_websocket.pxi"

@@ -314,7 +314,7 @@ cdef class ServerContext:
                  limit_concurrency, double timeout_keep_alive, double timeout_request_header,
                  double timeout_request_body, Py_ssize_t limit_header_size,
                  Py_ssize_t limit_header_line_size, Py_ssize_t limit_header_count,
-                 Py_ssize_t limit_target_size, limit_body_size, ws_protocol):
+                 Py_ssize_t limit_target_size, limit_body_size, ws_protocol, h2_protocol):
         self.app = app
         self.loop = loop
         self.app_state = app_state
@@ -344,6 +344,8 @@ cdef class ServerContext:
         self.connections = set()
         self.websockets = set()
         self.ws_protocol = ws_protocol
+        self.h2_protocol = h2_protocol
+        self.h2_connections = set()
         self.shutting_down = False
         self.draining = False
         self.flush_waiting = []
@@ -372,6 +374,8 @@ cdef class ServerContext:
         for conn in list(self.connections):
             if conn.deadline_kind != DEADLINE_NONE and conn.deadline <= self.now:
                 conn._deadline_passed()
+        for protocol in list(self.h2_connections):
+            protocol.check_idle(self.now)
 
     cdef void request_started(self):
         self.active_requests += 1
@@ -385,9 +389,11 @@ cdef class ServerContext:
     cdef void connection_released(self, object conn):
         self.connections.discard(conn)
 
-    cdef bint over_concurrency_limit(self):
+    cpdef bint over_concurrency_limit(self):
+        """--limit-concurrency: open connections (HTTP/1.1 and HTTP/2) or running requests
+        (HTTP/2 streams included) at the limit."""
         return self.limit_concurrency >= 0 and (
-            len(self.connections) >= self.limit_concurrency
+            len(self.connections) + len(self.h2_connections) >= self.limit_concurrency
             or self.active_requests >= self.limit_concurrency
         )
 
@@ -416,12 +422,16 @@ cdef class ServerContext:
         self.draining = drain
         for conn in list(self.connections):
             conn.shutdown()
+        for protocol in list(self.h2_connections):
+            protocol.shutdown()
 
     def cancel_requests(self):
         """After the graceful timeout: cancel the app calls still running."""
         cdef _HttpCore conn
         for conn in list(self.connections):
             conn.cancel_app()
+        for protocol in list(self.h2_connections):
+            protocol.cancel()
 
 
 # -- transport flow control ---------------------------------------------------------------------

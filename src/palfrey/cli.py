@@ -302,8 +302,53 @@ def serve(
     ] = DEFAULTS["http"],
     http2: Annotated[
         bool,
-        _opt("--http2", "Enable HTTP/2 (not supported: refused at startup).", PROTOCOLS),
+        _opt(
+            "--http2",
+            "Enable HTTP/2: ALPN h2 over TLS; prior knowledge and the h2c upgrade in cleartext. "
+            "Needs the h2 package (pip install 'palfrey[http2]').",
+            PROTOCOLS,
+        ),
     ] = DEFAULTS["http2"],
+    h2_max_concurrent_streams: Annotated[
+        int,
+        _opt(
+            "--h2-max-concurrent-streams",
+            "HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+            PROTOCOLS,
+            min=1,
+        ),
+    ] = DEFAULTS["h2_max_concurrent_streams"],
+    h2_max_header_list_size: Annotated[
+        int | None,
+        _opt(
+            "--h2-max-header-list-size",
+            "HTTP/2: largest request header list in bytes, as RFC 9113 counts it "
+            "(SETTINGS_MAX_HEADER_LIST_SIZE). [default: --limit-header-size]",
+            PROTOCOLS,
+            min=1,
+        ),
+    ] = DEFAULTS["h2_max_header_list_size"],
+    h2_initial_window_size: Annotated[
+        int,
+        _opt(
+            "--h2-initial-window-size",
+            "HTTP/2: bytes of request body a stream may send before the app reads it "
+            "(SETTINGS_INITIAL_WINDOW_SIZE).",
+            PROTOCOLS,
+            min=1,
+            max=2**31 - 1,
+        ),
+    ] = DEFAULTS["h2_initial_window_size"],
+    h2_max_frame_size: Annotated[
+        int,
+        _opt(
+            "--h2-max-frame-size",
+            "HTTP/2: largest frame payload a client may send, in bytes (SETTINGS_MAX_FRAME_SIZE).",
+            PROTOCOLS,
+            min=16384,
+            max=16777215,
+        ),
+    ] = DEFAULTS["h2_max_frame_size"],
     # -- WebSocket -----------------------------------------------------------------------
     ws: Annotated[
         str,
@@ -750,6 +795,10 @@ def serve(
         limit_header_count=limit_header_count,
         limit_target_size=limit_target_size,
         limit_body_size=limit_body_size,
+        h2_max_concurrent_streams=h2_max_concurrent_streams,
+        h2_max_header_list_size=h2_max_header_list_size,
+        h2_initial_window_size=h2_initial_window_size,
+        h2_max_frame_size=h2_max_frame_size,
         **kwargs,
     )
 

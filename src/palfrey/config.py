@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib
 import inspect
 import json
 import logging
@@ -150,6 +151,11 @@ class Config:
         # Beyond Uvicorn: more proxy headers, opt-in, under the --forwarded-allow-ips rule.
         forwarded_host: bool = False,  # X-Forwarded-Host / X-Forwarded-Port
         forwarded_rfc7239: bool = False,  # RFC 7239 Forwarded
+        # HTTP/2 (http2=True) limits, advertised in SETTINGS (RFC 9113 6.5.2).
+        h2_max_concurrent_streams: int = 100,
+        h2_max_header_list_size: int | None = None,  # bytes; None: limit_header_size
+        h2_initial_window_size: int = 65535,  # bytes of request body a stream may have unread
+        h2_max_frame_size: int = 16384,  # bytes
     ) -> None:
         self.app = app
         self.host = host
@@ -188,6 +194,12 @@ class Config:
         self.limit_header_count = limit_header_count
         self.limit_target_size = limit_target_size
         self.limit_body_size = limit_body_size
+        self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        self.h2_max_header_list_size = (
+            limit_header_size if h2_max_header_list_size is None else h2_max_header_list_size
+        )
+        self.h2_initial_window_size = h2_initial_window_size
+        self.h2_max_frame_size = h2_max_frame_size
 
         # Read by protocols/websocket.py (server.py binds them into the ws_protocol factory).
         self.ws = ws
@@ -456,7 +468,10 @@ class Config:
         """Fail at startup, loudly, for what this version cannot serve correctly."""
         problems = []
         if self.http2:
-            problems.append("HTTP/2 (http2=True) is not supported.")
+            try:
+                importlib.import_module("h2.connection")
+            except ImportError:
+                problems.append("HTTP/2 needs the h2 package: pip install 'palfrey[http2]'")
         if not isinstance(self.http, str):
             problems.append(
                 "http= takes a name (auto, palfrey, httptools, h11, zttp); Palfrey cannot run "
@@ -508,6 +523,8 @@ class Config:
             raise TypeError(
                 f"ssl_context_factory must return an ssl.SSLContext, got {type(context).__name__}"
             )
+        if self.http2:
+            context.set_alpn_protocols(["h2", "http/1.1"])  # RFC 9113 3.2: h2 preferred
         return context
 
     def _load_http_protocol(self) -> type[asyncio.BaseProtocol]:

@@ -141,6 +141,11 @@ class Server:
             await self.lifespan.shutdown()
             raise StartupError(str(exc)) from None
 
+        if self.config.http2:
+            logger.info(
+                "Protocols: HTTP/1.1 and HTTP/2 (%s)",
+                "ALPN h2 over TLS" if self.config.ssl else "h2c: prior knowledge and Upgrade",
+            )
         if sockets is None:
             self._log_started_message(listeners)
         # else: the supervisor that bound the sockets has logged the address already.
@@ -148,9 +153,15 @@ class Server:
 
     def _create_context(self, loop: asyncio.AbstractEventLoop) -> Any:
         from palfrey._parser import ServerContext
-        from palfrey.protocols.websocket import websocket_protocol_factory
+        from palfrey.protocols.websocket import websocket_protocol_factory, websocket_settings
 
         config = self.config
+        ws_settings = websocket_settings(config, logger)
+        h2_protocol = None
+        if config.http2:
+            from palfrey.protocols.http2 import h2_protocol_factory
+
+            h2_protocol = h2_protocol_factory(config, ws_settings)
         access_logger = logging.getLogger("palfrey.access")
         ctx = ServerContext(
             app=config.loaded_app,
@@ -173,7 +184,8 @@ class Server:
             limit_header_count=config.limit_header_count,
             limit_target_size=config.limit_target_size,
             limit_body_size=config.limit_body_size,
-            ws_protocol=websocket_protocol_factory(config, logger),  # None for --ws none
+            ws_protocol=websocket_protocol_factory(ws_settings),  # None for --ws none
+            h2_protocol=h2_protocol,
         )
         self._ctx = ctx
         self.server_state.ctx = ctx
@@ -306,15 +318,15 @@ class Server:
 
     async def _drain(self) -> None:
         ctx = self._ctx
-        if ctx.connections or ctx.active_requests or ctx.websockets:
+        if ctx.connections or ctx.active_requests or ctx.websockets or ctx.h2_connections:
             # Give connections closed by ctx.shutdown() a moment to report connection_lost,
             # so the message below is only logged when something really is still running.
             await asyncio.sleep(0.1)
 
         # A WebSocket counts as a connection until its app call has returned too.
-        if (ctx.connections or ctx.websockets) and not self.force_exit:
+        if (ctx.connections or ctx.websockets or ctx.h2_connections) and not self.force_exit:
             logger.info("Waiting for connections to close. (CTRL+C to force quit)")
-            while (ctx.connections or ctx.websockets) and not self.force_exit:
+            while (ctx.connections or ctx.websockets or ctx.h2_connections) and not self.force_exit:
                 await asyncio.sleep(0.1)
                 ctx.tick(asyncio.get_running_loop().time())  # deadlines still apply
 

@@ -79,7 +79,7 @@ class WebSocketDriver:
             date_header=False, access_log=False, error_logger=logger, access_logger=logger,
             limit_concurrency=None, timeout_keep_alive=5.0, timeout_request_header=10.0,
             timeout_request_body=30.0, **LIMITS,
-            ws_protocol=lambda *args: WebSocketProtocol(*args, settings=settings),
+            ws_protocol=lambda *args: WebSocketProtocol(*args, settings=settings), h2_protocol=None,
         )  # fmt: skip
 
     async def _echo_app(self, scope, receive, send) -> None:

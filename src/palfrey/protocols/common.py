@@ -8,6 +8,7 @@
 - ``http_date``: the ``date`` field value (RFC 9110 5.6.7 IMF-fixdate).
 - ``access_target`` / ``log_access``: the client and target as log lines show them, and the
   access-log record, Uvicorn's shape.
+- ``linger_and_close``: how the server closes a connection the client may still be sending on.
 
 The compiled core builds its C tables from these at import; nothing here is on a per-request
 path except ``log_access`` (only when the access log is on).
@@ -15,6 +16,7 @@ path except ``log_access`` (only when the access log is on).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.parse
 from email.utils import formatdate
@@ -94,3 +96,51 @@ def log_access(logger: logging.Logger, scope: dict, status: int) -> None:
         scope["http_version"],
         status,
     )
+
+
+# A connection the server closes while the client may still be sending: closed at once, the
+# unread input makes the kernel answer with a reset, which can destroy the last response
+# before the client reads it (RFC 9112 9.6). So: half-close, read and discard, then close
+# (nginx's lingering_close), bounded in time.
+LINGER_SECONDS = 30.0  # in all (nginx: lingering_time)
+LINGER_IDLE_SECONDS = 5.0  # without input (nginx: lingering_timeout)
+
+
+class _Lingering(asyncio.Protocol):
+    """Takes over a half-closed transport: discards input until EOF or a deadline."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.deadline = loop.time() + LINGER_SECONDS
+        self.timer = loop.call_later(LINGER_IDLE_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.timer.cancel()
+        remaining = self.deadline - self.loop.time()
+        if remaining <= 0:
+            self.transport.close()
+        else:
+            self.timer = self.loop.call_later(min(LINGER_IDLE_SECONDS, remaining), self.transport.close)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done too: the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+
+
+def linger_and_close(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    """Close ``transport`` after what is written has gone, without resetting the client:
+    half-close (FIN), discard what still arrives for at most LINGER_SECONDS (and no longer
+    than LINGER_IDLE_SECONDS without input), then close. The transport's protocol is
+    replaced: the caller sees nothing of the connection any more (no connection_lost).
+    A transport that cannot half-close (TLS) is closed at once."""
+    if transport.is_closing():
+        return
+    if not transport.can_write_eof():
+        transport.close()
+        return
+    transport.set_protocol(_Lingering(transport, loop))
+    transport.write_eof()
+    transport.resume_reading()

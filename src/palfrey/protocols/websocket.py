@@ -73,22 +73,28 @@ class WebSocketSettings:
         self.per_message_deflate = per_message_deflate
 
 
-def websocket_protocol_factory(config: Any, logger: logging.Logger) -> Callable[..., Any] | None:
-    """The ``ws_protocol`` callable for ServerContext, or None for --ws none (upgrades are
-    then served as plain HTTP by the core)."""
+def websocket_settings(config: Any, logger: logging.Logger) -> WebSocketSettings | None:
+    """The server's WebSocketSettings, or None for --ws none (upgrades are then served as
+    plain HTTP by the core, and HTTP/2 offers no extended CONNECT)."""
     if config.ws == "none":
         return None
     if config.ws in ("websockets", "websockets-sansio"):
         logger.warning(
             "--ws %s requested: Palfrey serves WebSockets with wsproto; using it.", config.ws
         )
-    settings = WebSocketSettings(
+    return WebSocketSettings(
         max_size=config.ws_max_size,
         max_queue=config.ws_max_queue,
         ping_interval=config.ws_ping_interval,
         ping_timeout=config.ws_ping_timeout,
         per_message_deflate=config.ws_per_message_deflate,
     )
+
+
+def websocket_protocol_factory(settings: WebSocketSettings | None) -> Callable[..., Any] | None:
+    """The ``ws_protocol`` callable for ServerContext (None: --ws none)."""
+    if settings is None:
+        return None
     return functools.partial(WebSocketProtocol, settings=settings)
 
 
@@ -171,23 +177,52 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.ctx.websockets.add(self)
         self._trace("WebSocket connection made")
+        refusal = self._check_handshake()
+        if refusal is None and self.ctx.shutting_down:
+            refusal = (503, [])
+        if refusal is not None:
+            self._refuse_handshake(*refusal)
+            return
+        self.app_task = self.loop.create_task(self._run_app())
+        self.app_task.add_done_callback(self._on_app_done)
+
+    # -- the handshake's HTTP side: HTTP/1.1 here (RFC 6455 4), HTTP/2 in H2WebSocketProtocol
+
+    def _check_handshake(self) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+        """None for a valid opening handshake, else the status and fields to refuse it with
+        (wsproto's verdict: 400, or 426 with the versions it speaks)."""
         try:
             self.conn.receive_data(self.handshake)
             request = next(self.conn.events(), None)
         except RemoteProtocolError as exc:
-            self._refuse_handshake(exc.event_hint)
-            return
+            hint = exc.event_hint
+            return (hint.status_code, list(hint.headers)) if hint is not None else (400, [])
         except (UnicodeError, ValueError):  # e.g. a Host value that is not IDNA
-            self._refuse_handshake(events.RejectConnection(status_code=400))
-            return
+            return (400, [])
         if not isinstance(request, events.Request):  # pragma: no cover - the core sent a whole request
-            self._refuse_handshake(events.RejectConnection(status_code=400))
-            return
-        if self.ctx.shutting_down:
-            self._refuse_handshake(events.RejectConnection(status_code=503))
-            return
-        self.app_task = self.loop.create_task(self._run_app())
-        self.app_task.add_done_callback(self._on_app_done)
+            return (400, [])
+        return None
+
+    def _write_response(self, status: int, headers: list[tuple[bytes, bytes]], has_body: bool) -> None:
+        """An HTTP response instead of the upgrade (a refusal, a denial, a 500)."""
+        reject = events.RejectConnection(status_code=status, headers=headers, has_body=has_body)
+        self.transport.write(self.conn.send(reject))
+
+    def _write_response_body(self, data: bytes, finished: bool) -> None:
+        self.transport.write(self.conn.send(events.RejectData(data=data, body_finished=finished)))
+
+    def _write_accept(
+        self, subprotocol: str | None, extensions: list[Extension], headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """101 Switching Protocols; from here on ``self.conn`` reads and writes frames."""
+        accept = events.AcceptConnection(
+            subprotocol=subprotocol, extensions=extensions, extra_headers=headers
+        )
+        output = self.conn.send(accept)
+        if not self.transport.is_closing():
+            self.transport.write(output)
+
+    # -- asyncio.Protocol, continued ------------------------------------------------------------
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost()
@@ -377,8 +412,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             self.logger.info('%s - "WebSocket %s" 403', client, path)
             self._closing(by_app=True)
             self._disconnected(CLOSE_ABNORMAL)
-            reject = events.RejectConnection(status_code=403, headers=self.ctx.default_fields())
-            self.transport.write(self.conn.send(reject))
+            self._write_response(403, self.ctx.default_fields(), False)
             self.transport.close()
         elif kind == "websocket.http.response.start":
             status = message["status"]
@@ -386,9 +420,9 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
                 raise RuntimeError("Invalid HTTP status code '%d' in response." % status)
             self.logger.info('%s - "WebSocket %s" %d', client, path, status)
             self._denying(by_app=True)
-            headers = self.ctx.default_fields() + list(message.get("headers", []))
-            reject = events.RejectConnection(status_code=status, headers=headers, has_body=True)
-            self.transport.write(self.conn.send(reject))
+            self._write_response(
+                status, self.ctx.default_fields() + list(message.get("headers", [])), True
+            )
         else:
             raise RuntimeError(
                 "Expected ASGI message 'websocket.accept', 'websocket.close' "
@@ -400,15 +434,11 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         if self.settings.per_message_deflate:
             extensions.append(BoundedPerMessageDeflate(self.max_size))  # if the client offers it
         headers = self.ctx.default_fields() + list(message.get("headers", []))
-        accept = events.AcceptConnection(
-            subprotocol=message.get("subprotocol"), extensions=extensions, extra_headers=headers
-        )
-        output = self.conn.send(accept)
+        self._write_accept(message.get("subprotocol"), extensions, headers)
         self.frames = FrameState(self.conn)
         pending = self._accepted(self.frames.supports_plain_frames())
         if self.transport.is_closing():
             return
-        self.transport.write(output)
         self._start_keepalive()
         if pending:
             self.data_received(pending)
@@ -416,9 +446,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
 
     def _send_denial_body(self, message: dict) -> None:
         finished = not message.get("more_body", False)
-        self.transport.write(
-            self.conn.send(events.RejectData(data=message.get("body", b""), body_finished=finished))
-        )
+        self._write_response_body(message.get("body", b""), finished)
         if finished:
             self._closing(by_app=True)
             self._disconnected(CLOSE_ABNORMAL)
@@ -443,15 +471,14 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             (b"content-length", b"%d" % len(body)),
         ]
         self._denying(by_app=False)
-        output = self.conn.send(events.RejectConnection(status_code=500, headers=headers, has_body=True))
-        output += self.conn.send(events.RejectData(data=body))
-        self.transport.write(output)
+        self._write_response(500, headers, True)
+        self._write_response_body(body, True)
 
-    def _refuse_handshake(self, reject: events.RejectConnection) -> None:
-        """An invalid handshake (wsproto's verdict: 400, or 426 for a wrong version)."""
+    def _refuse_handshake(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """An invalid handshake, or one during shutdown (503)."""
         self._closing(by_app=False)
         try:
-            self.transport.write(self.conn.send(reject))
+            self._write_response(status, headers, False)
         except LocalProtocolError:  # pragma: no cover - h11 could not even start a response
             pass
         self.transport.close()

@@ -12,17 +12,20 @@ import zlib
 from typing import Any
 
 from wsproto import WSConnection
+from wsproto.connection import Connection
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
 
 class FrameState:
-    """A view of a WSConnection's frame protocol, once the handshake is done."""
+    """A view of a WebSocket connection's frame protocol, once the handshake is done."""
 
-    def __init__(self, connection: WSConnection) -> None:
-        # WSConnection.connection is the Connection after the handshake; its _proto is the
+    def __init__(self, connection: WSConnection | Connection) -> None:
+        # A WSConnection (HTTP/1.1 handshake) holds the Connection in .connection once
+        # accepted; over HTTP/2 the Connection is used directly. Its _proto is the
         # FrameProtocol that decodes frames.
-        self._proto: Any = getattr(connection.connection, "_proto", None)
+        inner = connection.connection if isinstance(connection, WSConnection) else connection
+        self._proto: Any = getattr(inner, "_proto", None)
 
     def supports_plain_frames(self) -> bool:
         """Whether frames may be read and written without wsproto: only when no extension
