@@ -5,6 +5,7 @@ Routes of ``app``:
     /slow?s=N    logs ``SLOW-BEGIN <pid>`` (stderr), sleeps N seconds (without blocking
                  the loop), then answers the pid
     /block?s=N   blocks the event loop for N seconds (a hung worker), then answers the pid
+    /post        reads the request body, then answers the pid and the body's length
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ async def app(scope, receive, send):
     elif path == "/block":
         time.sleep(_seconds(scope))  # noqa: ASYNC251  (a hung worker, on purpose)
     body = str(os.getpid()).encode()
+    if path == "/post":
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body += b" %d" % size
     await send(
         {
             "type": "http.response.start",

@@ -130,7 +130,7 @@ def test_sighup_rolls_every_worker_without_a_failed_request(supervised) -> None:
     # One at a time: each replacement served before its predecessor was asked to stop.
     lines = server.since(mark)
     for pid in old:
-        terminated = lines.index(f"INFO:     Terminated child process [{pid}]")
+        terminated = lines.index(f"INFO:     Retiring child process [{pid}]")
         started = [i for i, line in enumerate(lines) if "Application startup complete" in line]
         assert started and started[0] < terminated
 

@@ -72,6 +72,12 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop serve() runs on
         self._captured_signals: list[int] = []
         self.limit_max_requests: int | None = None  # drawn when serving starts
+        # Set with should_exit when this process retires while the listening socket lives
+        # on in others (a rolling restart, a recycled worker): idle connections are then
+        # not cut short, each stays until its next request (answered with connection:
+        # close) or its keep-alive timeout, so no client's request meets a closed socket.
+        self.draining = False
+        self.sockets_shared = False  # serving sockets a supervisor bound (and others share)
 
     # -- entry points -----------------------------------------------------------------
 
@@ -92,6 +98,7 @@ class Server:
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         pid = os.getpid()
         self.loop = asyncio.get_running_loop()
+        self.sockets_shared = sockets is not None
         config = self.config
         if config.limit_max_requests is not None:
             # Drawn in each serving process (workers get a pickled copy of one Server), so
@@ -271,8 +278,16 @@ class Server:
         limit = self.limit_max_requests
         if limit is not None and self._ctx.total_requests >= limit:
             logger.info("Maximum request limit of %d exceeded. Terminating process.", limit)
+            # Recycled: under a supervisor the others keep serving this socket.
+            self.draining = self.sockets_shared
             return True
         return False
+
+    def retire(self) -> None:
+        """Stop serving, draining (see ``draining``): called by a supervisor for a worker
+        it replaces, from any thread."""
+        self.draining = True
+        self.should_exit = True
 
     # -- shutdown ---------------------------------------------------------------------
 
@@ -285,10 +300,19 @@ class Server:
             server.close()
         for sock in sockets or []:
             sock.close()
-        # Idle keep-alive connections close now; in-flight responses finish with
-        # connection: close; a connection accepted just before the listener closed still
-        # gets its first request answered (the core gives it a short grace).
-        ctx.shutdown()
+        # In-flight responses finish with connection: close. Idle connections: when the
+        # whole server stops, a request already on its way gets a short grace and the rest
+        # close; when this process retires (draining), each stays until its next request
+        # or its keep-alive timeout. HTTP/2 connections get GOAWAY and finish their streams.
+        open_connections = len(ctx.connections) + len(ctx.h2_connections) + len(ctx.websockets)
+        if open_connections:
+            logger.info(
+                "Draining %d connection%s%s",
+                open_connections,
+                "" if open_connections == 1 else "s",
+                " (idle ones until their next request)" if self.draining else "",
+            )
+        ctx.shutdown(self.draining)
         # WebSockets are closed with 1012 (Service Restart); their apps see the disconnect.
         for websocket in list(ctx.websockets):
             websocket.shutdown()

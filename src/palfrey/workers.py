@@ -25,7 +25,10 @@ What a worker takes from gunicorn's settings (everything else is Palfrey's defau
 Signals, as gunicorn's own workers understand them:
 
   TERM (and HUP sent to a worker)  graceful: stop accepting, finish in-flight requests
-                                   (bounded by the graceful timeout), lifespan shutdown
+                                   (bounded by the graceful timeout), lifespan shutdown;
+                                   idle keep-alive connections are drained (each answers
+                                   its next request with connection: close, or closes at
+                                   its keep-alive timeout), as gunicorn's sockets live on
   INT, QUIT                        quick: ``worker_int`` hook, then stop accepting and
                                    cancel what is in flight; no lifespan shutdown
   USR1                             reopen the log files (gunicorn's handler)
@@ -172,7 +175,10 @@ class GunicornServer(Server):
                 signal.signal(sig, handler)
 
     def _graceful(self, sig: int, frame: FrameType | None) -> None:
-        self.should_exit = True
+        # gunicorn's master holds the listening sockets (a HUP starts new workers on them
+        # before this one is told to stop): drain, so idle clients' next requests are
+        # answered rather than met by a closed socket.
+        self.retire()
 
     def _quick(self, sig: int, frame: FrameType | None) -> None:
         self.worker.cfg.worker_int(self.worker)

@@ -13,6 +13,11 @@ of any bytecode, so it must not take locks or start processes) and to check ever
 Signals: SIGINT/SIGTERM stop every worker gracefully (a second one forces them), SIGHUP
 replaces the workers one at a time (each replacement serves before its predecessor is asked
 to stop, so no connection is refused), SIGTTIN adds a worker, SIGTTOU removes one.
+
+A worker that stops while the others serve on (SIGHUP, SIGTTOU, --limit-max-requests, a
+replaced one) drains instead of closing its idle keep-alive connections: each is answered
+once more with `connection: close`, or closes at its keep-alive timeout, so no request a
+client has sent meets a closed socket (Server.retire).
 """
 
 from __future__ import annotations
@@ -119,12 +124,14 @@ class Multiprocess:
             elif not worker.check_health(self.config.timeout_worker_healthcheck):
                 logger.error(
                     "Child process [%d] did not answer a health check within %s seconds; "
-                    "killing it.",
+                    "replacing it.",
                     worker.pid,
                     self.config.timeout_worker_healthcheck,
                 )
-                worker.kill()
-                worker.join()
+                # It drains if its loop comes back; if it stays silent for one more
+                # health-check period, it is hung and killed (_reap_retired).
+                worker.kill_if_silent_for(self.config.timeout_worker_healthcheck)
+                self._retire(worker)
             else:
                 continue
             self.workers[index] = self._start_worker()
@@ -139,13 +146,19 @@ class Multiprocess:
         return False
 
     def _retire(self, worker: WorkerProcess) -> None:
-        worker.terminate()
+        """Stop a worker while the others serve on: it drains (WorkerProcess.retire)."""
+        worker.retire()
         self.retiring.append(worker)
 
     def _reap_retired(self) -> None:
-        for worker in [w for w in self.retiring if not w.is_alive()]:
-            worker.join()
-            self.retiring.remove(worker)
+        timeout = self.config.timeout_worker_healthcheck
+        for worker in list(self.retiring):
+            if worker.is_alive() and worker.silent_too_long(timeout):
+                logger.error("Child process [%d] is hung; killing it.", worker.pid)
+                worker.kill()
+            if not worker.is_alive():
+                worker.join()
+                self.retiring.remove(worker)
 
     def _stop_all(self) -> None:
         everyone = self.workers + self.retiring

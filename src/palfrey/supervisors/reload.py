@@ -113,6 +113,7 @@ class BaseReload:
         self.pid = os.getpid()
         self.filter = ReloadFilter(config)
         self.process: WorkerProcess | None = None
+        self.retired: list[WorkerProcess] = []  # old children still draining
 
     def run(self) -> None:
         self._log_lifecycle("Started reloader process [%d] using %s")
@@ -139,14 +140,29 @@ class BaseReload:
         raise NotImplementedError
 
     def restart(self) -> None:
-        self._stop_child()
+        """The old child retires (it drains: the socket stays open, so its idle clients'
+        next requests are answered, with connection: close) while the new one starts."""
+        self._reap_retired()
+        old, self.process = self.process, None
+        if old is not None:
+            old.retire()
+            self.retired.append(old)
         if not self.should_exit.is_set():
             self.process = self._start_child()
 
     def shutdown(self) -> None:
         self._stop_child()
+        for process in self.retired:
+            process.terminate()
+        wait_for_exit(self.retired, should_force=lambda: self.stop_requests > 1)
+        self.retired = []
         for sock in self.sockets:
             sock.close()
+
+    def _reap_retired(self) -> None:
+        for process in [p for p in self.retired if not p.is_alive()]:
+            process.join()
+            self.retired.remove(process)
 
     def pause(self) -> None:
         """Wait --reload-delay seconds, or less if asked to stop."""

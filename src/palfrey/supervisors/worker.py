@@ -37,6 +37,7 @@ logger = logging.getLogger("palfrey.error")
 spawn_context = multiprocessing.get_context("spawn")
 
 PING = b"?"
+RETIRE = b"r"  # stop serving, draining: the listening socket lives on in the others
 STARTING = b"0"
 SERVING = b"1"
 BOOTED = b"b"  # sent once, unasked, when the child's responder starts
@@ -65,6 +66,8 @@ class WorkerProcess:
         self._ping_sent_at: float | None = None
         self._last_answer_at = 0.0
         self._booted = False
+        # A retired worker that failed its health check: since when it has been silent.
+        self._silent_since: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -91,6 +94,17 @@ class WorkerProcess:
         if self._signal(signal.SIGTERM):
             logger.info("Terminated child process [%d]", self.pid)
 
+    def retire(self) -> None:
+        """Ask for a graceful stop that drains instead of closing idle connections (the
+        child's Server.retire): for a worker replaced while the others keep serving.
+        Falls back to SIGTERM when the pipe is gone."""
+        try:
+            self._conn.send_bytes(RETIRE)
+        except OSError:
+            self.terminate()
+            return
+        logger.info("Retiring child process [%d]", self.pid)
+
     def interrupt(self) -> None:
         """A second stop request: the child's Server stops waiting for connections."""
         self._signal(signal.SIGINT)
@@ -106,6 +120,20 @@ class WorkerProcess:
         except ProcessLookupError:
             return False
         return True
+
+    def kill_if_silent_for(self, timeout: float) -> None:
+        """Watch this (retired) worker: silent_too_long turns true if it answers no health
+        check within ``timeout`` seconds from now."""
+        self._silent_since = time.monotonic()
+
+    def silent_too_long(self, timeout: float) -> bool:
+        if self._silent_since is None:
+            return False
+        self.check_health(timeout)  # reads answers, pings on
+        if self._last_answer_at >= self._silent_since:
+            self._silent_since = None  # it answered: its loop is back, and it drains
+            return False
+        return time.monotonic() - self._silent_since > timeout
 
     def join(self, timeout: float | None = None) -> None:
         self.process.join(timeout)
@@ -219,10 +247,16 @@ class HealthResponder(threading.Thread):
             return
         while True:
             try:
-                self.conn.recv_bytes()
+                message = self.conn.recv_bytes()
             except (EOFError, OSError):
                 self._parent_gone()
                 return
+            if message == RETIRE:
+                if self.server is not None:
+                    self.server.retire()
+                else:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                continue
             answer = self._answer()
             if answer is None:
                 return  # the loop has closed: the server is finishing
