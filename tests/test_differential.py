@@ -49,6 +49,8 @@ DISAGREEMENTS: dict[str, str] = {
     "`PRI * HTTP/2.0` as a request, then refuses the `SM` line.",
     "connect-authority-form": "Palfrey refuses CONNECT (400: an ASGI app cannot take over the "
     "socket for a tunnel); h11 accepts it as a protocol switch (RFC 9112 3.2.3).",
+    "get-asterisk": "RFC 9112 3.2.4: the asterisk-form is only for OPTIONS; Palfrey refuses it "
+    "with any other method (400, SPEC 2), h11 accepts it.",
     # -- target and Host ---------------------------------------------------------------------------
     "target-fragment": "A fragment is not part of a request target (RFC 9112 3.2.1); llhttp "
     "accepts it and Palfrey leaves it out of the scope, h11 keeps it in the target.",
@@ -81,6 +83,8 @@ DISAGREEMENTS: dict[str, str] = {
     "cl-list-same": "RFC 9112 6.3 step 5 lets a recipient accept `5, 5`; Palfrey refuses any "
     "Content-Length that is not one number (400), h11 accepts equal values.",
     "cl-duplicate-same": "As cl-list-same: Palfrey refuses a repeated Content-Length (SPEC 2).",
+    "te-http10": "RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing; "
+    "Palfrey refuses it (400, SPEC 2), h11 decodes the chunked body.",
     "te-and-cl": "RFC 9112 6.1: a server MAY reject a request with both Transfer-Encoding and "
     "Content-Length, and it is a smuggling vector; Palfrey rejects (SPEC 2), h11 lets TE win.",
     "cl-and-te": "As te-and-cl, fields in the other order.",

@@ -43,6 +43,7 @@ cdef extern from "llhttp.h":
         F_TRANSFER_ENCODING
         HTTP_HEAD
         HTTP_CONNECT
+        HTTP_OPTIONS
         HTTP_QUERY  # the last method llhttp 9.4 defines
 
     void llhttp_settings_init(llhttp_settings_t* settings)

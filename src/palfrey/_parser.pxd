@@ -34,6 +34,10 @@ cdef enum HeaderKind:              # the response fields that change framing or 
     KIND_DATE
     KIND_CONNECTION_SPECIFIC       # keep-alive, proxy-connection, upgrade: HTTP/1.1 only
 
+cdef enum:                         # framing fields a response may not carry (drop bits)
+    DROP_LENGTH = 1                # Content-Length
+    DROP_CODING = 2                # Transfer-Encoding
+
 cdef struct HeaderFacts:           # what an app's response header list says, read in one pass
     long long content_length       # -1: none given
     bint close                     # Connection lists "close"
@@ -250,6 +254,7 @@ cdef class _HttpCore(Responder):
     cdef long long length_left     # FRAME_LENGTH: body bytes still owed
 
     cdef _parse(self)
+    cdef int _parse_error_status(self)
     cdef _grow_input_buffer(self)
     cdef void _set_deadline(self, Deadline kind, double timeout)
     cdef _deadline_passed(self)
@@ -279,6 +284,7 @@ cdef class _HttpCore(Responder):
     cdef _send_error_response(self, int status)
     cdef _reject(self, int status)
     cdef _close(self)
+    cdef void _lost(self)
     cdef void _release_if_finished(self)
     cdef void shutdown(self)
     cdef void cancel_app(self)

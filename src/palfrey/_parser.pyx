@@ -328,7 +328,13 @@ cdef class _HttpCore(Responder):
             self._flush()  # what apps answered during this read leaves in one write
 
     def connection_lost(self, exc):
+        self._lost()
+
+    cdef void _lost(self):
+        """The connection is over for this object (closed by either side, or lingering)."""
         self.state = CONN_CLOSED
+        self.deadline_kind = DEADLINE_NONE
+        self.in_start = self.in_end = 0
         self.flow.connection_lost()
         if self.cycle is not None and self.cycle.response_state != RESPONSE_COMPLETE:
             self.cycle.disconnect()
@@ -374,10 +380,41 @@ cdef class _HttpCore(Responder):
                     ll.llhttp_resume_after_upgrade(&self.parser)
                 continue
             if self.state != CONN_CLOSED:
-                self._reject(self.reject_status or 400)
+                self._reject(self.reject_status or self._parse_error_status())
             return
         if self.in_start == self.in_end:
             self.in_start = self.in_end = 0
+
+    cdef int _parse_error_status(self):
+        """The status for llhttp's own verdict on a malformed request: 400, or 414 when the
+        request target had grown past its limit before the error.
+
+        _on_url sees the target only in the spans llhttp hands over, which end where a
+        read ends; llhttp finds an error inside a target (say, a space after a would-be
+        scheme) without handing the span over. Counting the target up to the error here
+        makes the answer the same however the reads split the request."""
+        cdef const char* error_pos
+        cdef const char* url_start
+        cdef const char* url_end
+        cdef const char* start = self.in_data + self.in_start
+        if self.state != CONN_HEAD or self.target is not None:
+            return 400  # not inside the target
+        error_pos = ll.llhttp_get_error_pos(&self.parser)
+        if error_pos == NULL or error_pos < start or error_pos > self.in_data + self.in_end:
+            return 400
+        # The target holds no space: it is the run of other bytes that ends at the error or
+        # at the spaces just before it (llhttp may stop on the byte after the target), and
+        # began after the space before that run (or before this read, its first part
+        # then already in `scratch`).
+        url_end = error_pos
+        while url_end > start and url_end[-1] == b" ":
+            url_end -= 1
+        url_start = url_end
+        while url_start > start and url_start[-1] != b" ":
+            url_start -= 1
+        if self.scratch.length + (url_end - url_start) > self.ctx.limit_target_size:
+            return 414
+        return 400
 
     cdef void _set_deadline(self, Deadline kind, double timeout):
         self.deadline_kind = kind
@@ -549,9 +586,14 @@ cdef class _HttpCore(Responder):
         if self.host_count > 1 or (self.host_count == 0 and self.parser.http_minor == 1):
             return self._stop(400)
         if self.transfer_encoding is not None:
+            if self.parser.http_minor == 0:
+                return self._stop(400)  # RFC 9112 6.1: in HTTP/1.0, faulty framing
             status = _transfer_coding_status(self.transfer_encoding)
             if status:
                 return self._stop(status)
+        if (self.parser.method != ll.HTTP_OPTIONS and self.target is not None
+                and self.target == b"*"):
+            return self._stop(400)  # RFC 9112 3.2.4: the asterisk form is for OPTIONS only
         if (ctx.limit_body_size >= 0 and self.parser.flags & ll.F_CONTENT_LENGTH
                 and self.parser.content_length > <unsigned long long>ctx.limit_body_size):
             return self._stop(413)
@@ -685,7 +727,8 @@ cdef class _HttpCore(Responder):
         _reset_facts(&facts)
         _buffer_append_bytes(out, STATUS_LINES[status])
         try:
-            _encode_fields(out, headers, &facts)
+            _encode_fields(out, headers, &facts,
+                           framing_fields_to_drop(status, 10 + self.parser.http_minor))
         except BaseException:
             out.length = response_start
             raise
@@ -755,7 +798,7 @@ cdef class _HttpCore(Responder):
         if self.framing != FRAME_CHUNKED or not cycle.trailers_allowed:
             return 0  # only a chunked body can carry trailers, and only to a client that asked
         _reset_facts(&facts)
-        _encode_fields(&self.out, headers, &facts)
+        _encode_fields(&self.out, headers, &facts, 0)
         if not more_trailers:
             _buffer_append(&self.out, b"\r\n", 2)
         self._request_flush()
@@ -854,11 +897,20 @@ cdef class _HttpCore(Responder):
         self._close()
 
     cdef _close(self):
-        if self.state != CONN_CLOSED:
-            self._flush()
-            self.state = CONN_CLOSED
-            self.deadline_kind = DEADLINE_NONE
-            self.flow.connection_lost()
+        """Close from our side. While the client may still be sending (a request cut short,
+        or bytes not parsed yet), the connection lingers (protocols/common.py
+        linger_and_close): closed at once, the unread input would make the kernel reset
+        it, which can destroy the answer before the client reads it (RFC 9112 9.6)."""
+        cdef bint sending = (self.state == CONN_HEAD or self.state == CONN_BODY
+                             or self.in_end > self.in_start)
+        if self.state == CONN_CLOSED:
+            return
+        self._flush()
+        if sending:
+            self._lost()  # the lingering protocol takes the transport: no connection_lost
+            linger_and_close(self.transport, self.loop)
+        else:
+            self._lost()
             self.transport.close()
 
     cdef void _release_if_finished(self):

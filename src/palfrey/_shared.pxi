@@ -9,6 +9,7 @@ from palfrey.protocols.common import (
     TOKEN_CHARS as _TOKEN_CHARS,
     error_body,
     http_date,
+    linger_and_close,
     log_access,
 )
 
@@ -227,11 +228,14 @@ cdef long long _parse_content_length(bytes value) except -2:
     return result
 
 
-cdef int _encode_fields(ByteBuffer* out, object headers, HeaderFacts* facts) except -1:
+cdef int _encode_fields(ByteBuffer* out, object headers, HeaderFacts* facts,
+                        unsigned int drop) except -1:
     """Validate the app's fields and write them, names lower-cased, as HTTP/1.1 field lines;
-    note in `facts` what they say about framing."""
+    note in `facts` what they say about framing. `drop` (DROP_* bits): framing fields the
+    response must not carry, validated but left out."""
     cdef Py_ssize_t name_start, name_length
     cdef tuple pair
+    cdef HeaderKind kind
     for header in headers:
         pair = _field_pair(header)
         name = pair[0]
@@ -240,7 +244,12 @@ cdef int _encode_fields(ByteBuffer* out, object headers, HeaderFacts* facts) exc
         name_start = out.length
         name_length = PyBytes_GET_SIZE(name)
         _buffer_append_lower(out, PyBytes_AS_STRING(name), name_length)
-        _note_field(facts, _header_kind(out.data + name_start, name_length), value)
+        kind = _header_kind(out.data + name_start, name_length)
+        if ((kind == KIND_CONTENT_LENGTH and drop & DROP_LENGTH)
+                or (kind == KIND_TRANSFER_ENCODING and drop & DROP_CODING)):
+            out.length = name_start
+            continue
+        _note_field(facts, kind, value)
         _buffer_append(out, b": ", 2)
         _buffer_append_bytes(out, value)
         _buffer_append(out, b"\r\n", 2)
@@ -248,6 +257,15 @@ cdef int _encode_fields(ByteBuffer* out, object headers, HeaderFacts* facts) exc
         # RFC 9112 6.2: never both; a recipient could not tell where the body ends.
         raise RuntimeError("Response has both content-length and transfer-encoding.")
     return 0
+
+
+cdef inline unsigned int framing_fields_to_drop(int status, int http_version) noexcept:
+    """What an HTTP/1.x response may not carry: 1xx and 204 no Content-Length nor
+    Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1); an answer to HTTP/1.0 no
+    Transfer-Encoding (RFC 9112 6.1: its body is then delimited by the close)."""
+    if status < 200 or status == 204:
+        return DROP_LENGTH | DROP_CODING
+    return DROP_CODING if http_version == 10 else 0
 
 
 cdef ResponseFraming decide_framing(int status, bint head_request, int http_version,
@@ -286,15 +304,16 @@ def response_framing(int status, str method, str http_version, headers, bint kee
     cdef HeaderFacts facts
     cdef ResponseFraming result
     cdef ByteBuffer scratch
+    cdef int version = {"1.0": 10, "1.1": 11, "2": 20}[http_version]
     _reset_facts(&facts)
     _buffer_init(&scratch, 256)
     try:
-        _encode_fields(&scratch, headers, &facts)
+        _encode_fields(&scratch, headers, &facts,
+                       framing_fields_to_drop(status, version) if version != 20 else 0)
         encoded = PyBytes_FromStringAndSize(scratch.data, scratch.length)
     finally:
         free(scratch.data)
-    result = decide_framing(status, method == "HEAD",
-                            {"1.0": 10, "1.1": 11, "2": 20}[http_version], keep_alive, &facts)
+    result = decide_framing(status, method == "HEAD", version, keep_alive, &facts)
     return {
         "fields": encoded,
         "framing": _FRAMING_NAMES[result.framing],

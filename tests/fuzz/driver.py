@@ -54,6 +54,15 @@ class FakeTransport(asyncio.Transport):
     def close(self) -> None:
         self.closed = True
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closed = True  # our side is done (FIN); a lingering close reads on, discarding
+
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol
+
     def is_closing(self) -> bool:
         return self.closed
 

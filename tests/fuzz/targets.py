@@ -81,12 +81,12 @@ def websocket_target(data: bytes) -> None:
     )
 
 
-# KNOWN CORE ISSUE (reported, not fixed here; tests/test_fuzz.py keeps it as a strict xfail):
-# a request target or header that is both over its limit and malformed gets 400 or 414/431
+# KNOWN CORE ISSUE: a header line that is both over a limit and malformed gets 400 or 431
 # depending on where the reads end, because llhttp hands the span to the limit check only at
-# the end of the token or of the read. Both are a rejection and a close; the fuzzer tolerates
-# this one difference so that it can keep looking for others.
-LIMIT_OR_INVALID = {400, 414, 431}
+# the end of the token or of the read. (The request target no longer does: see
+# _parse_error_status and tests/fuzz/test_fuzz.py.) Both are a rejection and a close; the
+# fuzzer tolerates this one difference so that it can keep looking for others.
+LIMIT_OR_INVALID = {400, 431}
 
 
 def same_outcome(whole: Outcome, split: Outcome, tolerate_known: bool = True) -> bool:
