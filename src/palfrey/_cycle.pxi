@@ -11,6 +11,7 @@ cdef list INTERNAL_ERROR_HEADERS = [
     (b"connection", b"close"),
 ]
 
+cdef str TASK_NAME = "palfrey-request"
 cdef str MSG_RESPONSE_START = "http.response.start"
 cdef str MSG_RESPONSE_BODY = "http.response.body"
 cdef str MSG_RESPONSE_TRAILERS = "http.response.trailers"
@@ -198,7 +199,8 @@ cdef object start_app(RequestCycle cycle):
     re-entrancy rule in _parser.pyx), before that it is scheduled."""
     if EAGER_TASKS:
         return Task(run_asgi(cycle), loop=cycle.ctx.loop, eager_start=True)
-    return cycle.ctx.loop.create_task(run_asgi(cycle))
+    # A name given: Python 3.11 would format "Task-<n>" for each (3.12 does it on demand).
+    return Task(run_asgi(cycle), loop=cycle.ctx.loop, name=TASK_NAME)
 
 
 async def run_asgi(RequestCycle cycle):

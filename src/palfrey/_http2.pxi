@@ -47,8 +47,7 @@ cdef dict h2_scope(ServerContext ctx, list headers, object server, object client
         fields.append((b"cookie", b"; ".join(cookies)))
     if authority is not None and not has_host:
         fields.insert(0, (b"host", authority))
-    target = _split_target(path, ctx)
-    return {
+    scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": HTTP_2,
@@ -57,13 +56,12 @@ cdef dict h2_scope(ServerContext ctx, list headers, object server, object client
         "scheme": scheme.decode("ascii") if scheme is not None else "http",
         "method": method.decode("ascii"),
         "root_path": ctx.root_path,
-        "path": target[0],
-        "raw_path": target[1],
-        "query_string": target[2],
         "headers": fields,
         "state": ctx.app_state.copy() if ctx.app_state else {},
         "extensions": {"http.response.trailers": {}},
     }
+    _set_target(scope, path, ctx)
+    return scope
 
 
 cdef list _h2_fields(object headers, HeaderFacts* facts, bint drop_length):

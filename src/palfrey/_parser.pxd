@@ -82,6 +82,9 @@ cdef class ServerContext:
     cdef Py_ssize_t limit_target_size      # bytes of the request target -> 414
     cdef long long limit_body_size         # bytes of one request body -> 413; -1: none
     cdef public double now                 # loop time at the last tick (seconds)
+    cdef bytearray read_buffer     # every connection's reads land here (see _HttpCore)
+    cdef object read_view          # memoryview of read_buffer, handed to the loop
+    cdef char* read_data
     cdef list flush_waiting        # HTTP/1.1 connections whose output waits for _flush_waiting
     cdef bint flush_scheduled      # _flush_waiting is queued with call_soon
     cdef public Py_ssize_t total_requests  # responses completed (--limit-max-requests)
@@ -219,13 +222,13 @@ cdef class _HttpCore(Responder):
     cdef bint flush_requested      # queued in ctx.flush_waiting
     cdef bint h2_preface_possible  # --http2 in cleartext, nothing read yet but a preface prefix
 
-    # -- input: the loop reads straight into in_buffer (BufferedProtocol)
-    cdef bytearray in_buffer
-    cdef object in_view            # memoryview of in_buffer, handed to the loop
+    # -- input: the loop reads into ctx's shared buffer (BufferedProtocol); what llhttp has
+    # not consumed when it pauses is kept in `pending`. in_data points into one or the
+    # other only while a read is handled, else into `pending` or nowhere.
+    cdef bytearray pending         # unparsed bytes after a pause (pipelining); None: none
     cdef char* in_data
     cdef Py_ssize_t in_start       # first unparsed byte
     cdef Py_ssize_t in_end         # end of the received bytes
-    cdef Py_ssize_t in_capacity
 
     # -- the request head being parsed
     cdef ByteBuffer scratch        # a URL or header line split across reads
@@ -255,7 +258,7 @@ cdef class _HttpCore(Responder):
 
     cdef _parse(self)
     cdef int _parse_error_status(self)
-    cdef _grow_input_buffer(self)
+    cdef void _keep_unparsed(self)
     cdef void _set_deadline(self, Deadline kind, double timeout)
     cdef _deadline_passed(self)
     cdef void _pause_reading(self)

@@ -19,7 +19,11 @@ import urllib.parse
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING,
+    PyByteArray_FromStringAndSize,
+    PyByteArray_GET_SIZE,
+)
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, malloc, realloc
@@ -29,10 +33,10 @@ from . cimport _llhttp as ll
 
 
 cdef enum:
-    # The loop reads straight into this per-connection buffer (BufferedProtocol).
-    INPUT_BUFFER_SIZE = 65536
-    # Compact unparsed bytes to the front when less than this is free at the end.
-    MIN_READ_SPACE = 4096
+    # The loop reads into one buffer of this size shared by every connection of a server
+    # (BufferedProtocol); llhttp consumes each read whole unless it pauses (pipelining), and
+    # only then are the bytes left kept, copied, by the connection (`pending`).
+    READ_BUFFER_SIZE = 65536
     # Stop reading when more request body than this waits for the app (SPEC 2: 64 KiB).
     BODY_HIGH_WATER = 65536
     # Bodies up to this size are copied next to the headers so a response leaves in one write;
@@ -41,7 +45,6 @@ cdef enum:
     # Output gathered for one write (pipelined responses, streamed chunks) is written out once
     # it reaches this size; it also bounds the output buffer's growth (twice this at most).
     GATHER_LIMIT = 16384
-    OUTPUT_BUFFER_SIZE = 4096
 
 # At shutdown, what is on its way (a request head, or the first or next request of a
 # connection) gets this long to arrive and be answered, instead of being cut off.
@@ -258,12 +261,7 @@ cdef class _HttpCore(Responder):
     # to one read leave in one write).
 
     def __cinit__(self):
-        self.in_buffer = _uninitialized_bytearray(INPUT_BUFFER_SIZE)
-        self.in_view = memoryview(self.in_buffer)
-        self.in_data = PyByteArray_AS_STRING(self.in_buffer)
-        self.in_capacity = INPUT_BUFFER_SIZE
         _buffer_init(&self.scratch, 256)
-        _buffer_init(&self.out, OUTPUT_BUFFER_SIZE)
         ll.llhttp_init(&self.parser, ll.HTTP_REQUEST, &SETTINGS)
         self.parser.data = <void*>self
 
@@ -300,41 +298,59 @@ cdef class _HttpCore(Responder):
             self.shutdown()
 
     def get_buffer(self, Py_ssize_t sizehint):
-        if self.in_end == 0:
-            return self.in_view
-        if self.in_start == self.in_end:
-            self.in_start = self.in_end = 0
-            return self.in_view
-        if self.in_capacity - self.in_end < MIN_READ_SPACE and self.in_start > 0:
-            memmove(self.in_data, self.in_data + self.in_start, self.in_end - self.in_start)
-            self.in_end -= self.in_start
-            self.in_start = 0
-        if self.in_end == self.in_capacity:
-            self._grow_input_buffer()
-        return self.in_view[self.in_end:]
+        return self.ctx.read_view
 
     def buffer_updated(self, Py_ssize_t nbytes):
-        self.in_end += nbytes
         if self.state == CONN_CLOSED:
             return
+        if self.pending is None:
+            self.in_data = self.ctx.read_data
+            self.in_start = 0
+            self.in_end = nbytes
+        else:
+            # Bytes from a pause are waiting: the new ones go after them.
+            self.pending += self.ctx.read_view[:nbytes]
+            self.in_data = PyByteArray_AS_STRING(self.pending)
+            self.in_end = PyByteArray_GET_SIZE(self.pending)
         if self.h2_preface_possible and self._preface_arrived():
+            self._keep_unparsed()  # a part of the preface, to be completed by the next read
             return
         if self.state == CONN_WAITING:
             # Pipelining: the next request waits, unparsed, until this response is done.
             self._pause_reading()
-            return
-        self._parse()
+        else:
+            self._parse()
+        self._keep_unparsed()
         if self.out.length:
             self._flush()  # what apps answered during this read leaves in one write
+
+    cdef void _keep_unparsed(self):
+        """After a read is parsed: keep what is left (in `pending`) and let go of the shared
+        read buffer, which the next connection's read overwrites."""
+        cdef Py_ssize_t left = self.in_end - self.in_start
+        if left <= 0 or self.state == CONN_CLOSED:
+            self.pending = None
+            self.in_data = NULL
+            self.in_start = self.in_end = 0
+            return
+        if self.pending is None:
+            self.pending = PyByteArray_FromStringAndSize(self.in_data + self.in_start, left)
+        elif self.in_start:
+            del self.pending[:self.in_start]
+        self.in_data = PyByteArray_AS_STRING(self.pending)
+        self.in_start = 0
+        self.in_end = left
 
     def connection_lost(self, exc):
         self._lost()
 
     cdef void _lost(self):
-        """The connection is over for this object (closed by either side, or lingering)."""
+        """The connection is over for this object (closed by either side, or lingering).
+        Unparsed input is dropped by _keep_unparsed, never inside llhttp_execute."""
         self.state = CONN_CLOSED
         self.deadline_kind = DEADLINE_NONE
-        self.in_start = self.in_end = 0
+        if not self.in_parser:
+            self._keep_unparsed()
         self.flow.connection_lost()
         if self.cycle is not None and self.cycle.response_state != RESPONSE_COMPLETE:
             self.cycle.disconnect()
@@ -348,14 +364,6 @@ cdef class _HttpCore(Responder):
 
     # -- reading --------------------------------------------------------------------------------
 
-    cdef _grow_input_buffer(self):
-        cdef bytearray bigger = _uninitialized_bytearray(self.in_capacity * 2)
-        memcpy(PyByteArray_AS_STRING(bigger), self.in_data, self.in_end)
-        self.in_buffer = bigger
-        self.in_view = memoryview(bigger)
-        self.in_data = PyByteArray_AS_STRING(bigger)
-        self.in_capacity *= 2
-
     cdef _parse(self):
         cdef ll.llhttp_errno_t err
         cdef const char* stop
@@ -367,7 +375,7 @@ cdef class _HttpCore(Responder):
             )
             self.in_parser = False
             if err == ll.HPE_OK:
-                self.in_start = self.in_end = 0
+                self.in_start = self.in_end
                 return
             if err == ll.HPE_PAUSED or err == ll.HPE_PAUSED_UPGRADE:
                 stop = ll.llhttp_get_error_pos(&self.parser)
@@ -382,8 +390,6 @@ cdef class _HttpCore(Responder):
             if self.state != CONN_CLOSED:
                 self._reject(self.reject_status or self._parse_error_status())
             return
-        if self.in_start == self.in_end:
-            self.in_start = self.in_end = 0
 
     cdef int _parse_error_status(self):
         """The status for llhttp's own verdict on a malformed request: 400, or 414 when the
@@ -697,7 +703,6 @@ cdef class _HttpCore(Responder):
 
     cdef dict _build_scope(self):
         cdef ServerContext ctx = self.ctx
-        cdef tuple target = _split_target(self.target if self.target is not None else b"", ctx)
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -707,12 +712,10 @@ cdef class _HttpCore(Responder):
             "scheme": self.scheme,
             "method": METHOD_NAMES[self.parser.method],
             "root_path": ctx.root_path,
-            "path": target[0],
-            "raw_path": target[1],
-            "query_string": target[2],
             "headers": self.headers,
             "state": ctx.app_state.copy() if ctx.app_state else {},
         }
+        _set_target(scope, self.target if self.target is not None else b"", ctx)
         if self.te_trailers:
             scope["extensions"] = {"http.response.trailers": {}}
         return scope
@@ -833,6 +836,8 @@ cdef class _HttpCore(Responder):
         self._set_deadline(DEADLINE_KEEP_ALIVE, self.ctx.timeout_keep_alive)
         ll.llhttp_resume(&self.parser)
         self._parse()
+        if not self.in_parser:
+            self._keep_unparsed()
         if self.cycle is not None and self.cycle.app_state == APP_PENDING:
             self._request_flush()  # a pipelined request is next: gather its response too
         else:
@@ -863,6 +868,8 @@ cdef class _HttpCore(Responder):
             self.out.length = 0
             self.transport.write(data)
         self.out.length = 0
+        if self.state == CONN_IDLE or self.state == CONN_CLOSED:
+            _buffer_release(&self.out)  # an idle connection holds no output buffer
 
     cdef _flush_with(self, bytes body):
         """Write what is gathered and then `body`, in one writev, without copying the body."""
@@ -949,15 +956,9 @@ class HttpProtocol(_HttpCore, asyncio.BufferedProtocol):
     __slots__ = ()
 
 
-cdef bytearray _uninitialized_bytearray(Py_ssize_t size):
-    # bytearray(size) would zero every page: a connection would cost all of them in memory
-    # even when its requests fill only the first one.
-    return PyByteArray_FromStringAndSize(NULL, size)
-
-
-cdef tuple _split_target(bytes target, ServerContext ctx):
-    """(path, raw_path, query_string) of a request target (RFC 9112 3.2: origin, absolute or
-    asterisk form; HTTP/2's :path), with root_path in front (ASGI spec)."""
+cdef int _set_target(dict scope, bytes target, ServerContext ctx) except -1:
+    """Set the scope's path, raw_path and query_string from a request target (RFC 9112 3.2:
+    origin, absolute or asterisk form; HTTP/2's :path), root_path in front (ASGI spec)."""
     cdef const char* data = PyBytes_AS_STRING(target)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(target), path_start = 0, path_end, query_end
     cdef const char* found
@@ -975,7 +976,10 @@ cdef tuple _split_target(bytes target, ServerContext ctx):
     if ctx.root_path:
         path = ctx.root_path + path
         raw_path = ctx.root_path_bytes + raw_path
-    return (path, raw_path, query)
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query
+    return 0
 
 
 cdef Py_ssize_t _absolute_form_path_start(const char* data, Py_ssize_t n):

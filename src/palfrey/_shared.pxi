@@ -45,6 +45,11 @@ _build_char_tables()
 
 # -- a growable C byte buffer -------------------------------------------------------------------
 
+cdef enum:
+    # A buffer's first allocation (bytes): a small response fits, and glibc serves blocks
+    # this small from its per-thread cache, so releasing an idle connection's is cheap.
+    BUFFER_MIN_SIZE = 1024
+
 cdef int _buffer_init(ByteBuffer* buf, Py_ssize_t capacity) except -1:
     buf.data = <char*>malloc(capacity)
     if buf.data == NULL:
@@ -55,10 +60,11 @@ cdef int _buffer_init(ByteBuffer* buf, Py_ssize_t capacity) except -1:
 
 
 cdef int _buffer_reserve(ByteBuffer* buf, Py_ssize_t extra) except -1:
+    """Room for `extra` more bytes; a released buffer (no data) is allocated again."""
     cdef Py_ssize_t needed = buf.length + extra
-    cdef Py_ssize_t capacity = buf.capacity
+    cdef Py_ssize_t capacity = buf.capacity if buf.capacity else BUFFER_MIN_SIZE
     cdef char* data
-    if needed <= capacity:
+    if needed <= buf.capacity:
         return 0
     while capacity < needed:
         capacity *= 2
@@ -68,6 +74,14 @@ cdef int _buffer_reserve(ByteBuffer* buf, Py_ssize_t extra) except -1:
     buf.data = data
     buf.capacity = capacity
     return 0
+
+
+cdef inline void _buffer_release(ByteBuffer* buf) noexcept:
+    """Give an empty buffer's memory back (the next append allocates it again)."""
+    if buf.capacity and not buf.length:
+        free(buf.data)
+        buf.data = NULL
+        buf.capacity = 0
 
 
 cdef inline int _buffer_append(ByteBuffer* buf, const char* data, Py_ssize_t length) except -1:
@@ -369,6 +383,10 @@ cdef class ServerContext:
         self.draining = False
         self.flush_waiting = []
         self.flush_scheduled = False
+        # Allocated, not zeroed: its pages count in memory only once reads have filled them.
+        self.read_buffer = PyByteArray_FromStringAndSize(NULL, READ_BUFFER_SIZE)
+        self.read_view = memoryview(self.read_buffer)
+        self.read_data = PyByteArray_AS_STRING(self.read_buffer)
         self.tick(loop.time())
 
     def tick(self, double now):
