@@ -329,8 +329,8 @@ cdef class _WebSocketCore:
     # wsproto gets everything else.
     cdef readonly bint plain_frames
     cdef bint wsproto_busy             # wsproto holds part of a frame or message
-    cdef bytearray pending             # bytes read before the app accepted
-    cdef object messages               # deque of ASGI messages for receive()
+    cdef bytearray pending             # bytes read before the app accepted (None after)
+    cdef list messages                 # ASGI messages for receive()
     cdef object receive_waiter         # future receive() waits on
     cdef readonly dict disconnect_message  # the one websocket.disconnect, once known
     cdef list output                   # frames gathered for one write

@@ -789,6 +789,7 @@ class H2WebSocketProtocol(WebSocketProtocol):
     """WebSocketProtocol with the HTTP/2 opening handshake (RFC 8441 4, 5): the extended
     CONNECT is the request, a 200 response accepts it, and frames flow on the stream."""
 
+    __slots__ = ()
     transport: H2StreamTransport
 
     def _check_handshake(self) -> tuple[int, list[tuple[bytes, bytes]]] | None:

@@ -147,6 +147,13 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     What every message goes through (frames, receive, send, flow control) is compiled, in
     _WebSocketCore (_websocket.pxi); this class is the rest, around wsproto."""
 
+    # No per-instance dict: an open WebSocket costs less memory (SPEC 3 idle connections).
+    __slots__ = (
+        "ctx", "logger", "settings", "handshake", "scope", "conn", "app_task", "frames",
+        "fragments", "fragments_size", "ping_handle", "pong_handle", "ping_payload",
+        "close_handle",
+    )  # fmt: skip
+
     def __init__(
         self,
         ctx: Any,
@@ -193,6 +200,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         (wsproto's verdict: 400, or 426 with the versions it speaks)."""
         try:
             self.conn.receive_data(self.handshake)
+            self.handshake = None  # read: an open connection need not keep it
             request = next(self.conn.events(), None)
         except RemoteProtocolError as exc:
             hint = exc.event_hint
@@ -219,6 +227,9 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             subprotocol=subprotocol, extensions=extensions, extra_headers=headers
         )
         output = self.conn.send(accept)
+        # From here on only the frame-level Connection is used: the handshake objects (h11
+        # state among them) need not stay alive for the connection's life.
+        self.conn = self.conn.connection
         if not self.transport.is_closing():
             self.transport.write(output)
 
