@@ -15,6 +15,9 @@ cdef str TASK_NAME = "palfrey-request"
 cdef str MSG_RESPONSE_START = "http.response.start"
 cdef str MSG_RESPONSE_BODY = "http.response.body"
 cdef str MSG_RESPONSE_TRAILERS = "http.response.trailers"
+cdef str MSG_PATHSEND = "http.response.pathsend"
+cdef str MSG_ZEROCOPYSEND = "http.response.zerocopysend"
+cdef str MSG_EARLY_HINT = "http.response.early_hint"
 
 
 cdef class Responder:
@@ -33,8 +36,15 @@ cdef class Responder:
         """Write the trailer section (or drop it where the peer cannot take one)."""
         raise NotImplementedError
 
-    cdef int send_continue(self, RequestCycle cycle) except -1:
-        """Write the interim 100 (Continue) response (RFC 9110 15.2.1)."""
+    cdef int send_informational(self, RequestCycle cycle, int status, list headers) except -1:
+        """Write an interim response: 100 Continue (RFC 9110 15.2.1), 103 Early Hints (RFC
+        8297); `headers` are validated (name, value) pairs."""
+        raise NotImplementedError
+
+    cdef object send_file(self, RequestCycle cycle, int fd, long long offset, long long count):
+        """An awaitable that sends `count` bytes of the open file `fd` from `offset` as
+        body (sendfile where the transport allows); raises RuntimeError when it breaks the
+        framing, stops quietly when the client goes."""
         raise NotImplementedError
 
     cdef object writable(self):
@@ -87,7 +97,7 @@ cdef class RequestCycle:
     async def receive(self):
         if self.expect_continue:
             self.expect_continue = False
-            self.responder.send_continue(self)
+            self.responder.send_informational(self, 100, [])
         if not self.disconnected and self.response_state != RESPONSE_COMPLETE and (
             self.request_delivered or (self.more_body and self.body_size == 0)
         ):
@@ -124,15 +134,21 @@ cdef class RequestCycle:
             return  # ASGI: after the client is gone, send() is a no-op
         message_type = message["type"]
         if self.response_state == RESPONSE_PENDING:
-            if message_type != MSG_RESPONSE_START:
+            if message_type == MSG_RESPONSE_START:
+                self._start(message)
+            elif message_type == MSG_EARLY_HINT:
+                self._early_hint(message)
+            else:
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
-            self._start(message)
         elif self.response_state == RESPONSE_STARTED:
-            if message_type != MSG_RESPONSE_BODY:
+            if message_type == MSG_RESPONSE_BODY:
+                more_body = _get(message, "more_body", False)
+                self.responder.send_body(self, _get(message, "body", b""), more_body)
+            elif message_type == MSG_PATHSEND or message_type == MSG_ZEROCOPYSEND:
+                more_body = await self._send_file(message, message_type)
+            else:
                 raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
-            more_body = _get(message, "more_body", False)
-            self.responder.send_body(self, _get(message, "body", b""), more_body)
-            if not more_body:
+            if not more_body and not self.disconnected:
                 if self.trailers_expected:
                     self.response_state = RESPONSE_AWAITING_TRAILERS
                 else:
@@ -146,6 +162,40 @@ cdef class RequestCycle:
                 self._complete()
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+
+    async def _send_file(self, message, str message_type):
+        """http.response.pathsend (a path) or http.response.zerocopysend (an open file,
+        offset, count): the file as body, by sendfile. Returns more_body."""
+        cdef long long offset = 0
+        if message_type == MSG_PATHSEND:
+            file = open(message["path"], "rb")  # noqa: SIM115 - closed below
+            more_body = False
+        else:
+            file = message["file"]
+            offset = message.get("offset") or 0
+            more_body = bool(message.get("more_body", False))
+        try:
+            fd = file.fileno()
+            count = message.get("count") if message_type == MSG_ZEROCOPYSEND else None
+            if count is None:
+                count = max(0, os.fstat(fd).st_size - offset)
+            await self.responder.send_file(self, fd, offset, count)
+        finally:
+            if message_type == MSG_PATHSEND:
+                file.close()
+        if not self.disconnected:
+            self.responder.send_body(self, b"", more_body)  # ends the framing (length, chunk)
+        return more_body
+
+    cdef int _early_hint(self, object message) except -1:
+        """http.response.early_hint: a 103 with the app's Link values (RFC 8297)."""
+        headers = []
+        for link in message.get("links", ()):
+            _check_field(b"link", link)
+            headers.append((b"link", link))
+        if headers:
+            self.responder.send_informational(self, 103, headers)
+        return 0
 
     cdef int _start(self, object message) except -1:
         cdef int status = message["status"]

@@ -9,10 +9,11 @@ cdef list H2_STATUS_VALUES = [b"%d" % code for code in range(600)]
 cdef str HTTP_2 = "2"
 
 
-cdef dict h2_scope(ServerContext ctx, list headers, object server, object client):
+cdef dict h2_scope(ServerContext ctx, list headers, object server, object client, dict tls):
     """The ASGI HTTP scope of one HTTP/2 request from its decoded header list (name, value
     bytes, validated by h2): method, scheme and target from the pseudo-header fields,
-    `:authority` as a host field when none was sent, cookie crumbs joined (RFC 9113 8.2.3).
+    `:authority` as a host field when none was sent, cookie crumbs joined (RFC 9113 8.2.3);
+    ``tls``: the connection's ASGI tls extension, or None in cleartext.
     Raises ValueError for a request without :method or :path (h2 lets a CONNECT through)."""
     cdef list fields = []
     cdef list cookies = None
@@ -58,9 +59,13 @@ cdef dict h2_scope(ServerContext ctx, list headers, object server, object client
         "root_path": ctx.root_path,
         "headers": fields,
         "state": ctx.app_state.copy() if ctx.app_state else {},
-        "extensions": {"http.response.trailers": {}},
     }
     _set_target(scope, path, ctx)
+    extensions = ctx.http_extensions.copy()
+    extensions["http.response.trailers"] = {}
+    if tls is not None:
+        extensions["tls"] = tls
+    scope["extensions"] = extensions
     return scope
 
 
@@ -163,9 +168,18 @@ cdef class H2Stream(Responder):
             self.connection.send_response_trailers(self, self.trailers)
         return 0
 
-    cdef int send_continue(self, RequestCycle cycle) except -1:
-        self.connection.send_informational(self, [(PSEUDO_STATUS, b"100")])
+    cdef int send_informational(self, RequestCycle cycle, int status, list headers) except -1:
+        self.connection.send_informational(self, [(PSEUDO_STATUS, H2_STATUS_VALUES[status])] + headers)
         return 0
+
+    cdef object send_file(self, RequestCycle cycle, int fd, long long offset, long long count):
+        if self.framing == FRAME_LENGTH:
+            if count > self.length_left:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.length_left -= count
+        if self.ended or count == 0:
+            return _done()
+        return self.connection.send_response_file(self, fd, offset, count)
 
     cdef object writable(self):
         return self.connection.stream_writable(self)
@@ -184,11 +198,12 @@ cdef class H2Stream(Responder):
 
     # -- called by protocols/http2.py -----------------------------------------------------------
 
-    def start(self, ServerContext ctx, list headers, server, client, bint stream_ended):
+    def start(self, ServerContext ctx, list headers, server, client, dict tls,
+              bint stream_ended):
         """Begin the exchange for a request whose header block has arrived (``headers``:
         h2's decoded list); ``stream_ended``: the request has no body. Returns the app task.
         Raises ValueError for a request h2_scope refuses."""
-        cdef dict scope = h2_scope(ctx, headers, server, client)
+        cdef dict scope = h2_scope(ctx, headers, server, client, tls)
         cdef bint expect_continue = False
         if not stream_ended:
             for pair in <list>scope["headers"]:
@@ -199,9 +214,9 @@ cdef class H2Stream(Responder):
         self.cycle.trailers_allowed = True
         return start_app(self.cycle)
 
-    def scope_of(self, ServerContext ctx, list headers, server, client):
+    def scope_of(self, ServerContext ctx, list headers, server, client, dict tls):
         """The scope h2_scope builds (for an extended CONNECT: the WebSocket's)."""
-        return h2_scope(ctx, headers, server, client)
+        return h2_scope(ctx, headers, server, client, tls)
 
     def start_with_scope(self, ServerContext ctx, dict scope):
         """Begin the exchange for an h2c upgrade's request (RFC 7540 3.2): its scope is

@@ -96,6 +96,8 @@ cdef class ServerContext:
     cdef public set h2_connections # open HTTP/2 protocols: each adds and removes itself
     cdef public bint shutting_down # no new exchange may keep its connection alive
     cdef public bint draining      # ... and idle connections wait for their keep-alive timeout
+    cdef public dict http_extensions  # scope["extensions"] of every HTTP request (copied)
+    cdef public str tls_server_cert   # PEM, for the ASGI tls extension; None: not known
 
     cdef void request_started(self)
     cdef void request_finished(self)
@@ -147,7 +149,8 @@ cdef class Responder:
     cdef int start_response(self, RequestCycle cycle, int status, object headers) except -1
     cdef int send_body(self, RequestCycle cycle, object body, bint more_body) except -1
     cdef int send_trailers(self, RequestCycle cycle, object headers, bint more_trailers) except -1
-    cdef int send_continue(self, RequestCycle cycle) except -1
+    cdef int send_informational(self, RequestCycle cycle, int status, list headers) except -1
+    cdef object send_file(self, RequestCycle cycle, int fd, long long offset, long long count)
     cdef object writable(self)
     cdef void body_taken(self, RequestCycle cycle)
     cdef void response_complete(self, RequestCycle cycle)
@@ -180,6 +183,7 @@ cdef class RequestCycle:
     cdef void _wake(self)
     cdef dict _take_body(self)
     cdef int _start(self, object message) except -1
+    cdef int _early_hint(self, object message) except -1
     cdef int _complete(self) except -1
 
 
@@ -211,6 +215,7 @@ cdef class _HttpCore(Responder):
     cdef object server_addr        # (host, port), or None on a unix socket
     cdef object client_addr        # (host, port), or None on a unix socket
     cdef str scheme                # "http" or "https"
+    cdef dict tls                  # the ASGI tls extension, built at the first request (https)
     cdef bint registered           # in ctx.connections
 
     # -- where the connection is (see the state diagram at the top of _HttpCore)

@@ -12,6 +12,7 @@ every knob arrives through ServerContext.
 """
 
 import asyncio
+import os
 import sys
 import time
 import urllib.parse
@@ -716,8 +717,15 @@ cdef class _HttpCore(Responder):
             "state": ctx.app_state.copy() if ctx.app_state else {},
         }
         _set_target(scope, self.target if self.target is not None else b"", ctx)
+        extensions = ctx.http_extensions.copy()
         if self.te_trailers:
-            scope["extensions"] = {"http.response.trailers": {}}
+            extensions["http.response.trailers"] = {}  # RFC 9110 6.5.1: the client takes them
+        if self.scheme == "https":
+            if self.tls is None:
+                self.tls = tls_extension(self.transport.get_extra_info("ssl_object"),
+                                         ctx.tls_server_cert)
+            extensions["tls"] = self.tls
+        scope["extensions"] = extensions
         return scope
 
     # -- Responder: what the cycle's send() and receive() call ----------------------------------
@@ -807,10 +815,32 @@ cdef class _HttpCore(Responder):
         self._request_flush()
         return 0
 
-    cdef int send_continue(self, RequestCycle cycle) except -1:
-        _buffer_append_bytes(&self.out, CONTINUE_RESPONSE)
+    cdef int send_informational(self, RequestCycle cycle, int status, list headers) except -1:
+        cdef HeaderFacts facts
+        if self.parser.http_minor == 0:
+            return 0  # RFC 9110 15.2: no 1xx to an HTTP/1.0 client
+        if status == 100:
+            _buffer_append_bytes(&self.out, CONTINUE_RESPONSE)
+        else:
+            _reset_facts(&facts)
+            _buffer_append_bytes(&self.out, STATUS_LINES[status])
+            _encode_fields(&self.out, headers, &facts, DROP_LENGTH | DROP_CODING)
+            _buffer_append(&self.out, b"\r\n", 2)
         self._flush()
         return 0
+
+    cdef object send_file(self, RequestCycle cycle, int fd, long long offset, long long count):
+        if self.framing == FRAME_LENGTH:
+            if count > self.length_left:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.length_left -= count
+        elif self.framing == FRAME_NONE or count == 0:
+            return _done()  # HEAD, 204, 304: no body
+        if self.framing == FRAME_CHUNKED:
+            _buffer_append_hex(&self.out, count)
+            _buffer_append(&self.out, b"\r\n", 2)
+        self._flush()
+        return _send_file_http11(self, cycle, fd, offset, count)
 
     cdef object writable(self):
         return self.flow.drain() if self.flow.writing_paused else None
@@ -1012,6 +1042,91 @@ cdef object _local_address(transport):
 cdef object _remote_address(transport):
     info = transport.get_extra_info("peername")
     return (str(info[0]), int(info[1])) if isinstance(info, (list, tuple)) and len(info) >= 2 else None
+
+
+# -- file bodies (http.response.pathsend, http.response.zerocopysend) -------------------------
+
+# Bytes handed to one sendfile(2) call, or read at a time where sendfile cannot be used.
+cdef Py_ssize_t FILE_CHUNK = 1 << 20
+
+
+async def _done():
+    return None
+
+
+async def _send_file_http11(_HttpCore conn, RequestCycle cycle, int fd, long long offset,
+                            long long count):
+    """A file body on an HTTP/1.1 connection (the head is written already): sendfile(2) on
+    the socket, or, over TLS, reads written through the transport."""
+    transport = conn.transport
+    sock = transport.get_extra_info("socket")
+    try:
+        if conn.scheme == "https" or sock is None:
+            await _write_file_by_reads(conn, fd, offset, count)
+        else:
+            await _sendfile(conn, sock.fileno(), fd, offset, count)
+    except (BrokenPipeError, ConnectionResetError):
+        cycle.disconnect()  # the client went away mid-file
+        conn._close()
+        return
+    if conn.framing == FRAME_CHUNKED:
+        _buffer_append(&conn.out, b"\r\n", 2)
+
+
+async def _sendfile(_HttpCore conn, int sockfd, int fd, long long offset, long long count):
+    """sendfile(2) straight from the file to the socket, waiting when the socket is full.
+    The transport's own buffer goes first, so the bytes stay in order. Raises RuntimeError
+    if the file ends before `count` bytes (it shrank): the framing cannot be kept."""
+    cdef Py_ssize_t sent
+    # The loop watches a duplicate of the socket: add_writer refuses a transport's own fd.
+    watched = os.dup(sockfd)
+    try:
+        while conn.transport.get_write_buffer_size() and conn.state != CONN_CLOSED:
+            await _writable(conn.loop, watched)  # what the transport holds goes first
+        while count > 0:
+            if conn.state == CONN_CLOSED:
+                return
+            try:
+                sent = os.sendfile(sockfd, fd, offset, min(count, FILE_CHUNK))
+            except BlockingIOError:
+                await _writable(conn.loop, watched)
+                continue
+            if sent == 0:
+                raise RuntimeError("The file ended before its length was sent (did it shrink?)")
+            offset += sent
+            count -= sent
+    finally:
+        os.close(watched)
+
+
+async def _writable(loop, int fd):
+    """Wait until the socket `fd` can take more bytes."""
+    writable = loop.create_future()
+    loop.add_writer(fd, _set_done, writable)
+    try:
+        await writable
+    finally:
+        loop.remove_writer(fd)
+
+
+def _set_done(future):
+    if not future.done():
+        future.set_result(None)
+
+
+async def _write_file_by_reads(_HttpCore conn, int fd, long long offset, long long count):
+    """The file read a chunk at a time and written through the transport (TLS)."""
+    while count > 0:
+        if conn.state == CONN_CLOSED:
+            return
+        data = os.pread(fd, min(count, FILE_CHUNK), offset)
+        if not data:
+            raise RuntimeError("The file ended before its length was sent (did it shrink?)")
+        conn.transport.write(data)
+        offset += len(data)
+        count -= len(data)
+        if conn.flow.writing_paused:
+            await conn.flow.drain()
 
 
 include "_http2.pxi"

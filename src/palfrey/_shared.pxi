@@ -11,6 +11,7 @@ from palfrey.protocols.common import (
     http_date,
     linger_and_close,
     log_access,
+    tls_extension,
 )
 
 
@@ -347,7 +348,8 @@ cdef class ServerContext:
                  limit_concurrency, double timeout_keep_alive, double timeout_request_header,
                  double timeout_request_body, Py_ssize_t limit_header_size,
                  Py_ssize_t limit_header_line_size, Py_ssize_t limit_header_count,
-                 Py_ssize_t limit_target_size, limit_body_size, ws_protocol, h2_protocol):
+                 Py_ssize_t limit_target_size, limit_body_size, ws_protocol, h2_protocol,
+                 tls_server_cert):
         self.app = app
         self.loop = loop
         self.app_state = app_state
@@ -379,6 +381,13 @@ cdef class ServerContext:
         self.ws_protocol = ws_protocol
         self.h2_protocol = h2_protocol
         self.h2_connections = set()
+        self.tls_server_cert = tls_server_cert
+        # ASGI extensions every HTTP request may use (SPEC 2; the empty dicts are markers).
+        self.http_extensions = {
+            "http.response.pathsend": {},
+            "http.response.zerocopysend": {},
+            "http.response.early_hint": {},
+        }
         self.shutting_down = False
         self.draining = False
         self.flush_waiting = []

@@ -527,6 +527,20 @@ class Config:
             context.set_alpn_protocols(["h2", "http/1.1"])  # RFC 9113 3.2: h2 preferred
         return context
 
+    def server_certificate_pem(self) -> str | None:
+        """The server's certificate (the first in --ssl-certfile) as PEM, for the ASGI tls
+        extension; None without TLS or when it is not in a file."""
+        if not self.ssl_certfile:
+            return None
+        try:
+            text = Path(self.ssl_certfile).read_text()
+        except (OSError, UnicodeError):
+            return None
+        end = "-----END CERTIFICATE-----"
+        start = text.find("-----BEGIN CERTIFICATE-----")
+        stop = text.find(end, start)
+        return text[start : stop + len(end)] + "\n" if start >= 0 and stop >= 0 else None
+
     def _load_http_protocol(self) -> type[asyncio.BaseProtocol]:
         if self.http in ("httptools", "h11", "zttp"):
             logger.warning(

@@ -193,6 +193,7 @@ class Server:
             limit_body_size=config.limit_body_size,
             ws_protocol=websocket_protocol_factory(ws_settings),  # None for --ws none
             h2_protocol=h2_protocol,
+            tls_server_cert=config.server_certificate_pem(),
         )
         self._ctx = ctx
         self.server_state.ctx = ctx

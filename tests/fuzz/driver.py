@@ -161,7 +161,8 @@ class Driver:
             default_headers=[(b"server", b"palfrey")], date_header=True, access_log=False,
             error_logger=error_logger, access_logger=access_logger,
             limit_concurrency=None, timeout_keep_alive=5.0, timeout_request_header=10.0,
-            timeout_request_body=30.0, ws_protocol=None, h2_protocol=None, **LIMITS,
+            timeout_request_body=30.0, ws_protocol=None, h2_protocol=None, tls_server_cert=None,
+            **LIMITS,
         )  # fmt: skip
         # Never ticked again: the Date line stays the same for every run of this driver, so
         # two runs of one input can be compared byte for byte.

@@ -9,6 +9,7 @@
 - ``access_target`` / ``log_access``: the client and target as log lines show them, and the
   access-log record, Uvicorn's shape.
 - ``linger_and_close``: how the server closes a connection the client may still be sending on.
+- ``tls_extension``: the ASGI ``tls`` scope extension of a TLS connection.
 
 The compiled core builds its C tables from these at import; nothing here is on a per-request
 path except ``log_access`` (only when the access log is on).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import urllib.parse
 from email.utils import formatdate
 from http import HTTPStatus
@@ -144,3 +146,66 @@ def linger_and_close(transport: asyncio.Transport, loop: asyncio.AbstractEventLo
     transport.set_protocol(_Lingering(transport, loop))
     transport.write_eof()
     transport.resume_reading()
+
+
+# -- the ASGI TLS extension (scope["extensions"]["tls"]) ------------------------------------------
+
+_TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+# SSLContext -> {OpenSSL cipher name: IANA id}; a server has one or two contexts.
+_CIPHER_IDS: dict[int, dict[str, int]] = {}
+
+
+def _cipher_id(context: ssl.SSLContext, name: str) -> int | None:
+    ids = _CIPHER_IDS.get(id(context))
+    if ids is None:
+        # get_ciphers() gives OpenSSL's id: 0x0300XXXX, the low 16 bits are IANA's.
+        ids = _CIPHER_IDS[id(context)] = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
+    return ids.get(name)
+
+
+def _distinguished_name(subject: tuple) -> str:
+    """An X.509 subject as getpeercert() gives it, as an RFC 4514 string (last RDN first)."""
+    short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+             "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+             "domainComponent": "DC", "userId": "UID", "streetAddress": "STREET"}
+    rdns = []
+    for rdn in reversed(subject):
+        parts = []
+        for key, value in rdn:
+            escaped = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
+            if escaped[:1] in ("#", " "):
+                escaped = "\\" + escaped
+            if escaped.endswith(" "):
+                escaped = escaped[:-1] + "\\ "
+            parts.append(f"{short.get(key, key)}={escaped}")
+        rdns.append("+".join(parts))
+    return ",".join(rdns)
+
+
+def tls_extension(ssl_object: ssl.SSLObject, server_cert: str | None) -> dict:
+    """The ASGI TLS extension for a connection (asgiref "TLS Extension"): ``server_cert``
+    (PEM, given), ``client_cert_chain`` (PEM strings, the client's first), ``client_cert_name``
+    (RFC 4514), ``client_cert_error`` (None: an invalid certificate fails the handshake),
+    ``tls_version`` (0x0303 for TLS 1.2...) and ``cipher_suite`` (the IANA id)."""
+    chain: list[str] = []
+    name = None
+    verified = getattr(ssl_object, "get_verified_chain", None)  # Python 3.13
+    if verified is not None:
+        chain = [cert.public_bytes(ssl._ssl.ENCODING_PEM) for cert in verified() or ()]
+    if not chain:
+        leaf = ssl_object.getpeercert(binary_form=True)
+        if leaf:
+            chain = [ssl.DER_cert_to_PEM_cert(leaf)]
+    if chain:
+        peer = ssl_object.getpeercert()
+        if peer and peer.get("subject"):
+            name = _distinguished_name(peer["subject"])
+    cipher = ssl_object.cipher()
+    return {
+        "server_cert": server_cert,
+        "client_cert_chain": chain,
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+        "cipher_suite": _cipher_id(ssl_object.context, cipher[0]) if cipher else None,
+    }

@@ -30,6 +30,7 @@ import asyncio
 import collections
 import functools
 import logging
+import os
 from typing import Any
 
 import h2.config
@@ -45,7 +46,12 @@ from wsproto.extensions import Extension
 from wsproto.utilities import split_comma_header
 
 from palfrey._parser import FlowControl, H2Stream, connection_addresses
-from palfrey.protocols.common import ERROR_CONTENT_TYPE, error_body, linger_and_close
+from palfrey.protocols.common import (
+    ERROR_CONTENT_TYPE,
+    error_body,
+    linger_and_close,
+    tls_extension,
+)
 from palfrey.protocols.websocket import WebSocketProtocol
 
 logger = logging.getLogger("palfrey.error")
@@ -200,6 +206,10 @@ class H2Protocol(asyncio.Protocol):
         self.leftover = leftover
         self.upgrade = upgrade
         self.server_addr, self.client_addr = connection_addresses(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.tls = (
+            tls_extension(ssl_object, ctx.tls_server_cert) if ssl_object is not None else None
+        )
         self.conn = h2.connection.H2Connection(config=_H2_CONFIG)
         self.entries: dict[int, _Entry] = {}
         self.last_stream_id = 0  # the highest stream this connection has taken
@@ -311,7 +321,8 @@ class H2Protocol(asyncio.Protocol):
         entry.stream = H2Stream(self, stream_id)
         try:
             entry.task = entry.stream.start(
-                self.ctx, headers, self.server_addr, self.client_addr, event.stream_ended
+                self.ctx, headers, self.server_addr, self.client_addr, self.tls,
+                event.stream_ended,
             )
         except (ValueError, UnicodeDecodeError):  # no :path (a CONNECT), or a non-ASCII one
             del self.entries[stream_id]
@@ -324,7 +335,7 @@ class H2Protocol(asyncio.Protocol):
         scope = dict(scope)
         scope["http_version"] = "2"
         scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in _HTTP1_ONLY_FIELDS]
-        scope["extensions"] = {"http.response.trailers": {}}
+        scope["extensions"] = {**scope.get("extensions", {}), "http.response.trailers": {}}
         entry = self.entries[1] = _Entry(1)
         entry.stream = H2Stream(self, 1)
         self.last_stream_id = 1
@@ -333,7 +344,7 @@ class H2Protocol(asyncio.Protocol):
     def _start_websocket(self, entry: _Entry, headers: list[tuple[bytes, bytes]]) -> None:
         """An extended CONNECT (RFC 8441 4): a WebSocket on this stream."""
         stream = H2Stream(self, entry.stream_id)  # only to build the scope, as for requests
-        scope = stream.scope_of(self.ctx, headers, self.server_addr, self.client_addr)
+        scope = stream.scope_of(self.ctx, headers, self.server_addr, self.client_addr, self.tls)
         transport = entry.websocket = H2StreamTransport(self, entry)
         protocol = H2WebSocketProtocol(
             self.ctx, transport, scope, b"", settings=self.settings.websocket
@@ -410,6 +421,21 @@ class H2Protocol(asyncio.Protocol):
             entry.outbound.trailers = trailers  # after the queued data
             return
         self._send_headers(stream.stream_id, trailers, True)
+
+    async def send_response_file(self, stream: H2Stream, fd: int, offset: int, count: int) -> None:
+        """A file body (http.response.pathsend, zerocopysend): read a chunk at a time into
+        DATA frames, waiting on the stream's flow control like send()."""
+        entry = self.entries.get(stream.stream_id)
+        while count > 0 and entry is not None and not self.closed:
+            data = os.pread(fd, min(count, STREAM_OUTPUT_HIGH), offset)
+            if not data:
+                raise RuntimeError("The file ended before its length was sent (did it shrink?)")
+            self._send_data(entry, data, False)
+            offset += len(data)
+            count -= len(data)
+            waiter = self.stream_writable(stream)
+            if waiter is not None:
+                await waiter
 
     def stream_writable(self, stream: H2Stream) -> Any:
         if self.flow.writing_paused and not self.closed:

@@ -110,6 +110,9 @@ def websocket_scope(http_scope: dict) -> dict:
     scope["scheme"] = "wss" if http_scope["scheme"] == "https" else "ws"
     scope["subprotocols"] = requested_subprotocols(http_scope["headers"])
     scope["extensions"] = {"websocket.http.response": {}}
+    tls = http_scope.get("extensions", {}).get("tls")
+    if tls is not None:
+        scope["extensions"]["tls"] = tls  # ASGI: on wss too
     return scope
 
 
