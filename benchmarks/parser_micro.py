@@ -167,6 +167,7 @@ def make_palfrey(loop, app: Recorder, keep: bool):
         timeout_request_header=10.0, timeout_request_body=30.0, limit_header_size=65536,
         limit_header_line_size=8192, limit_header_count=100, limit_target_size=8192,
         limit_body_size=None, ws_protocol=None, h2_protocol=None, tls_server_cert=None,
+        access_log_format=None,
     )
     ctx.tick(loop.time())  # builds the cached Date line, as the server's first tick does
     conns, transports = [], []

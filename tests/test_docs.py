@@ -7,6 +7,7 @@ The samples under docs/examples/ run here against real servers (Palfrey, gunicor
 from __future__ import annotations
 
 import ast
+import json
 import importlib.util
 import re
 import shlex
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from palfrey.protocols.common import ERROR_MESSAGES
@@ -314,6 +316,7 @@ EXAMPLE_TESTS = {
     "tls_context.py": "test_tls_context",
     "gunicorn.conf.py": "test_gunicorn_config_file",
     "custom_worker.py": "test_custom_gunicorn_worker",
+    "logging.json": "test_json_logging_example",
 }
 
 
@@ -522,3 +525,23 @@ def test_custom_gunicorn_worker() -> None:
         assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nserver:" not in head
     finally:
         server.stop()
+
+
+def test_json_logging_example():
+    """docs/examples/logging.json: every line on stdout is a JSON object."""
+    config = EXAMPLES / "logging.json"
+    proc = Proc("tests.apps:app", "--port", "0", "--log-config", str(config))
+    proc.start(wait=False)
+    try:
+        line = proc.wait_for_log(r'"message": "Palfrey running on http://127\.0\.0\.1:(\d+)',
+                                 "stdout", 15, check_alive=True)
+        assert line, proc.stderr_text() + proc.stdout_text()
+        port = int(line.group(1))
+        httpx.get(f"http://127.0.0.1:{port}/?json=1", timeout=5)
+        assert proc.wait_for_log(r"json=1", "stdout", 5)
+    finally:
+        proc.stop()
+    records = [json.loads(line) for line in proc.lines("stdout") if line.strip()]
+    access = [r for r in records if r["logger"] == "palfrey.access"]
+    assert access and access[-1]["path"] == "/?json=1" and access[-1]["status"] == 200
+    assert {r["level"] for r in records} <= {"INFO", "WARNING", "ERROR"}

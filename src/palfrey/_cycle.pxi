@@ -143,7 +143,10 @@ cdef class RequestCycle:
         elif self.response_state == RESPONSE_STARTED:
             if message_type == MSG_RESPONSE_BODY:
                 more_body = _get(message, "more_body", False)
-                self.responder.send_body(self, _get(message, "body", b""), more_body)
+                body = _get(message, "body", b"")
+                self.responder.send_body(self, body, more_body)
+                if self.ctx.access_log_format is not None:
+                    self.response_bytes += len(body)
             elif message_type == MSG_PATHSEND or message_type == MSG_ZEROCOPYSEND:
                 more_body = await self._send_file(message, message_type)
             else:
@@ -180,6 +183,7 @@ cdef class RequestCycle:
             if count is None:
                 count = max(0, os.fstat(fd).st_size - offset)
             await self.responder.send_file(self, fd, offset, count)
+            self.response_bytes += count
         finally:
             if message_type == MSG_PATHSEND:
                 file.close()
@@ -207,11 +211,22 @@ cdef class RequestCycle:
         self.status = status
         self.response_state = RESPONSE_STARTED
         if self.ctx.access_log:
-            log_access(self.ctx.access_logger, self.scope, status)
+            if self.ctx.access_log_format is None:
+                log_access(self.ctx.access_logger, self.scope, status)
+            else:
+                self.response_headers = _get(message, "headers", ())  # logged at the end
         return 0
+
+    cdef void _log_end(self):
+        """--access-log-format: the record, once the response is over (or cut short)."""
+        if self.ctx.access_log and self.ctx.access_log_format is not None:
+            log_access_formatted(self.ctx.access_logger, self.ctx.access_log_format,
+                                 self.scope, self.status, self.response_headers,
+                                 self.response_bytes, self.request_start)
 
     cdef int _complete(self) except -1:
         self.response_state = RESPONSE_COMPLETE
+        self._log_end()
         self.ctx.total_requests += 1
         self._wake()  # a receive() still waiting answers http.disconnect
         self.responder.response_complete(self)
@@ -240,6 +255,8 @@ cdef RequestCycle new_cycle(Responder responder, ServerContext ctx, dict scope, 
     cycle.more_body = more_body
     cycle.expect_continue = expect_continue
     cycle.head_request = head_request
+    if ctx.access_log_timed:
+        cycle.request_start = time.perf_counter()  # the caller may set an earlier stamp
     ctx.request_started()
     return cycle
 
@@ -282,6 +299,9 @@ async def run_asgi(RequestCycle cycle):
 cdef void finish_app(RequestCycle cycle):
     """The one place an app call is counted off (returned, raised or cancelled)."""
     if cycle.app_state != APP_DONE:
+        if (cycle.response_state == RESPONSE_STARTED
+                or cycle.response_state == RESPONSE_AWAITING_TRAILERS):
+            cycle._log_end()  # the response never completed: log what it was
         cycle.app_state = APP_DONE
         cycle.ctx.request_finished()
         cycle.responder.app_done(cycle)

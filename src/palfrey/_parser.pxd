@@ -70,6 +70,8 @@ cdef class ServerContext:
     cdef bytes date_line           # b"date: " + date_value + CRLF
     cdef long date_second          # the wall-clock second date_value shows
     cdef public bint access_log    # build access-log records at all
+    cdef public object access_log_format  # --access-log-format (logging.AccessLogFormat) or None
+    cdef bint access_log_timed     # ... and it shows the request time: requests are stamped
     cdef public object error_logger
     cdef public object access_logger
     cdef Py_ssize_t limit_concurrency      # -1: none (connections and running requests)
@@ -175,11 +177,15 @@ cdef class RequestCycle:
     cdef AppState app_state
     cdef ResponseState response_state
     cdef int status                # the response status, once started
+    cdef double request_start      # perf_counter() at the head's first byte (0: not stamped)
+    cdef object response_headers   # the app's, for --access-log-format
+    cdef long long response_bytes  # body bytes sent, for --access-log-format
     cdef object message_waiter     # future receive() waits on for body or disconnect
 
     cdef void receive_body(self, bytes chunk)
     cdef void end_body(self)
     cdef void disconnect(self)
+    cdef void _log_end(self)
     cdef void _wake(self)
     cdef dict _take_body(self)
     cdef int _start(self, object message) except -1
@@ -225,6 +231,7 @@ cdef class _HttpCore(Responder):
     cdef bint keep_alive           # the current exchange may be followed by another
     cdef bint in_parser            # inside llhttp_execute: see the re-entrancy rule
     cdef bint flush_requested      # queued in ctx.flush_waiting
+    cdef double head_started       # perf_counter() at the head's first byte (timed access log)
     cdef bint h2_preface_possible  # --http2 in cleartext, nothing read yet but a preface prefix
 
     # -- input: the loop reads into ctx's shared buffer (BufferedProtocol); what llhttp has

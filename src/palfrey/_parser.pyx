@@ -452,6 +452,8 @@ cdef class _HttpCore(Responder):
 
     cdef int _on_message_begin(self) except? -1:
         self.state = CONN_HEAD
+        if self.ctx.access_log_timed:
+            self.head_started = time.perf_counter()
         # The whole head must arrive in time, or a slow client holds the connection (slowloris).
         if self.deadline_kind != DEADLINE_SHUTDOWN:
             self._set_deadline(DEADLINE_HEADER, self.ctx.timeout_request_header)
@@ -556,8 +558,12 @@ cdef class _HttpCore(Responder):
             return -1
         if ctx.over_concurrency_limit():
             ctx.error_logger.warning("Exceeded concurrency limit.")
-            if ctx.access_log:
-                log_access(ctx.access_logger, self._build_scope(), 503)  # as Uvicorn logs it
+            if ctx.access_log:  # logged as any response, as Uvicorn logs it
+                if ctx.access_log_format is None:
+                    log_access(ctx.access_logger, self._build_scope(), 503)
+                else:
+                    log_access_formatted(ctx.access_logger, ctx.access_log_format,
+                                         self._build_scope(), 503, (), 0, self.head_started)
             self._send_error_response(503)
             self._close()
             return -1
@@ -700,6 +706,8 @@ cdef class _HttpCore(Responder):
             self.parser.method == ll.HTTP_HEAD,
         )
         self.cycle.trailers_allowed = self.te_trailers
+        if ctx.access_log_timed:
+            self.cycle.request_start = self.head_started
         self.app_task = start_app(self.cycle)
 
     cdef dict _build_scope(self):

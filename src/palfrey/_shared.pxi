@@ -11,6 +11,7 @@ from palfrey.protocols.common import (
     http_date,
     linger_and_close,
     log_access,
+    log_access_formatted,
     tls_extension,
 )
 
@@ -349,7 +350,7 @@ cdef class ServerContext:
                  double timeout_request_body, Py_ssize_t limit_header_size,
                  Py_ssize_t limit_header_line_size, Py_ssize_t limit_header_count,
                  Py_ssize_t limit_target_size, limit_body_size, ws_protocol, h2_protocol,
-                 tls_server_cert):
+                 tls_server_cert, access_log_format):
         self.app = app
         self.loop = loop
         self.app_state = app_state
@@ -363,6 +364,8 @@ cdef class ServerContext:
         self.date_header = date_header
         self.date_second = -1
         self.access_log = access_log
+        self.access_log_format = access_log_format
+        self.access_log_timed = access_log_format is not None and access_log_format.timed
         self.error_logger = error_logger
         self.access_logger = access_logger
         self.limit_concurrency = -1 if limit_concurrency is None else limit_concurrency

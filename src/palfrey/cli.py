@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperCommand
 
 from palfrey._version import __version__
+from palfrey.logging import AccessLogFormat
 from palfrey.config import (
     DEFAULTS,
     HTTP_CHOICES,
@@ -136,6 +137,14 @@ class NumberedChoice(click.ParamType):
 # ssl._SSLMethod values (PROTOCOL_TLS_SERVER = 17, ...) and ssl.VerifyMode, by number.
 _SSL_VERSIONS = NumberedChoice({int(method): method.name for method in ssl._SSLMethod})
 _CERT_REQS = NumberedChoice({int(mode): mode.name for mode in ssl.VerifyMode})
+
+
+def _parse_access_log_format(value: str) -> str:
+    try:
+        AccessLogFormat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def _parse_header(value: str) -> str:
@@ -412,6 +421,17 @@ def serve(
     access_log: Annotated[
         bool, _opt("--access-log/--no-access-log", "Enable/Disable access log.", LOGGING)
     ] = DEFAULTS["access_log"],
+    access_log_format: Annotated[
+        str | None,
+        _opt(
+            "--access-log-format",
+            "Access-log line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(D)s' "
+            "(remote address, request line, status, body bytes, microseconds). "
+            "[default: Uvicorn's line]",
+            LOGGING,
+            parser=_parse_access_log_format,
+        ),
+    ] = DEFAULTS["access_log_format"],
     use_colors: Annotated[
         bool | None,
         _opt(
@@ -761,6 +781,7 @@ def serve(
         env_file=env_file,
         log_level=log_level,
         access_log=access_log,
+        access_log_format=access_log_format,
         use_colors=use_colors,
         proxy_headers=proxy_headers,
         server_header=server_header,

@@ -28,7 +28,7 @@ from typing import IO, Any, Literal
 from click import style
 
 from palfrey.importer import ImportFromStringError, import_from_string
-from palfrey.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+from palfrey.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL, AccessLogFormat
 from palfrey.protocols.common import is_token
 
 # Exit status of a process that could not start (bad import, bind failure, lifespan
@@ -103,6 +103,8 @@ class Config:
         | None = LOGGING_CONFIG,
         log_level: str | int | None = None,
         access_log: bool = True,
+        # Beyond Uvicorn: gunicorn's atoms (logging.AccessLogFormat); None: Uvicorn's line.
+        access_log_format: str | None = None,
         use_colors: bool | None = None,
         interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = "auto",
         reload: bool = False,
@@ -169,6 +171,7 @@ class Config:
         self.log_config = log_config
         self.log_level = log_level
         self.access_log = access_log
+        self.access_log_format = access_log_format
         self.use_colors = use_colors
         self.interface = interface
         self.server_header = server_header
@@ -414,6 +417,12 @@ class Config:
         self.http_protocol_class = self._load_http_protocol()
         self.ssl = self._load_ssl()
         self.encoded_headers = self._encode_headers()
+        self.access_log_formatter: AccessLogFormat | None = None
+        if self.access_log_format is not None:
+            try:
+                self.access_log_formatter = AccessLogFormat(self.access_log_format)
+            except ValueError as exc:
+                raise StartupError(str(exc)) from None
 
         from palfrey.lifespan import LifespanOff, LifespanOn
 

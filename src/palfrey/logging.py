@@ -11,8 +11,11 @@ Loggers:
 from __future__ import annotations
 
 import http
+import json
 import logging
+import os
 import sys
+import time
 from copy import copy
 from typing import Any, Literal
 
@@ -114,6 +117,8 @@ class AccessFormatter(ColourizedFormatter):
         return text
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        if getattr(record, "access_log_format", False):
+            return record.getMessage()  # --access-log-format: the line as the format made it
         rec = copy(record)
         client_addr, method, full_path, http_version, status_code = rec.args  # type: ignore[misc]
         request_line = f"{method} {full_path} HTTP/{http_version}"
@@ -125,6 +130,119 @@ class AccessFormatter(ColourizedFormatter):
             status_code=self.get_status_code(int(status_code)),
         )
         return super().formatMessage(rec)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``;
+    for Uvicorn-shaped access records also ``client``, ``method``, ``path``,
+    ``http_version`` and ``status``; ``exception`` with a traceback. For --log-config
+    (``"()": "palfrey.logging.JSONFormatter"``), e.g. for a log shipper."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (record.name == "palfrey.access" and isinstance(record.args, tuple)
+                and len(record.args) == 5):
+            client, method, path, http_version, status = record.args
+            entry.update(client=client, method=method, path=path,
+                         http_version=http_version, status=status)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class AccessLogFormat:
+    """``--access-log-format``: gunicorn's access-log atoms, rendered into the line.
+
+    ``%(h)s`` remote address, ``%(l)s`` "-", ``%(u)s`` user ("-"), ``%(t)s`` time
+    (``[01/Dec/2026:10:00:00 +0000]``), ``%(r)s`` request line, ``%(m)s`` method, ``%(U)s``
+    path, ``%(q)s`` query string, ``%(H)s`` protocol, ``%(s)s`` status, ``%(B)s`` response
+    body bytes, ``%(b)s`` the same or "-" for none, ``%(f)s`` referer, ``%(a)s`` user agent,
+    ``%(T)s`` request time in whole seconds, ``%(M)s`` in milliseconds, ``%(D)s`` in
+    microseconds, ``%(L)s`` in decimal seconds, ``%(p)s`` process id, ``%({name}i)s`` a
+    request header, ``%({name}o)s`` a response header, ``%({name}e)s`` an environment
+    variable. Unknown atoms and absent values render as "-". The request time runs from
+    the first byte of the request head to the last byte of the response.
+
+    Raises ValueError for a format that cannot be rendered."""
+
+    _TIMED = ("%(T)s", "%(M)s", "%(D)s", "%(L)s")
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.timed = any(atom in fmt for atom in self._TIMED)  # the core stamps requests
+        try:
+            fmt % _Atoms({}, [], [])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{fmt!r} is not an access-log format: {exc}") from None
+
+    def render(
+        self,
+        scope: dict,
+        status: int,
+        response_headers: Any,
+        response_bytes: int,
+        seconds: float | None,
+    ) -> str:
+        client = scope.get("client")
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope.get("path", "")
+        method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+        protocol = f"HTTP/{scope.get('http_version', '1.1')}"
+        target = path + ("?" + query if query else "")
+        atoms = {
+            "h": client[0] if client else "-",
+            "l": "-",
+            "u": "-",
+            "t": time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            "r": f"{method} {target} {protocol}",
+            "m": method,
+            "U": path,
+            "q": query,
+            "H": protocol,
+            "s": str(status),
+            "B": str(response_bytes),
+            "b": str(response_bytes) if response_bytes else "-",
+            "p": f"<{os.getpid()}>",
+        }
+        if seconds is not None:
+            atoms.update(
+                T=str(int(seconds)),
+                M=str(int(seconds * 1_000)),
+                D=str(int(seconds * 1_000_000)),
+                L=f"{seconds:.6f}",
+            )
+        return self.fmt % _Atoms(atoms, scope.get("headers", ()), response_headers or ())
+
+
+class _Atoms(dict):
+    """gunicorn's safe atoms: "-" for what is unknown; ``{name}i``, ``{name}o`` and
+    ``{name}e`` looked up in the request headers, response headers and environment."""
+
+    def __init__(self, atoms: dict, request_headers: Any, response_headers: Any) -> None:
+        super().__init__(atoms)
+        self.request_headers = request_headers
+        self.response_headers = response_headers
+
+    def __missing__(self, key: str) -> str:
+        if key in ("f", "a"):
+            return self.__missing__("{referer}i" if key == "f" else "{user-agent}i")
+        if key.startswith("{") and len(key) > 3 and key[-2] == "}":
+            name, kind = key[1:-2].lower(), key[-1]
+            if kind == "e":
+                return os.environ.get(key[1:-2], "-")
+            headers = {"i": self.request_headers, "o": self.response_headers}.get(kind)
+            if headers is not None:
+                wanted = name.encode("latin-1")
+                for field, value in headers:
+                    if bytes(field).lower() == wanted:
+                        return bytes(value).decode("latin-1")
+        return "-"
 
 
 # The default logging setup (``logging.config.dictConfig``). Config copies it before

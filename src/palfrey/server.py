@@ -194,6 +194,7 @@ class Server:
             ws_protocol=websocket_protocol_factory(ws_settings),  # None for --ws none
             h2_protocol=h2_protocol,
             tls_server_cert=config.server_certificate_pem(),
+            access_log_format=config.access_log_formatter,
         )
         self._ctx = ctx
         self.server_state.ctx = ctx

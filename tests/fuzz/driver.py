@@ -162,6 +162,7 @@ class Driver:
             error_logger=error_logger, access_logger=access_logger,
             limit_concurrency=None, timeout_keep_alive=5.0, timeout_request_header=10.0,
             timeout_request_body=30.0, ws_protocol=None, h2_protocol=None, tls_server_cert=None,
+            access_log_format=None,
             **LIMITS,
         )  # fmt: skip
         # Never ticked again: the Date line stays the same for every run of this driver, so

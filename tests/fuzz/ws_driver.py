@@ -80,7 +80,7 @@ class WebSocketDriver:
             limit_concurrency=None, timeout_keep_alive=5.0, timeout_request_header=10.0,
             timeout_request_body=30.0, **LIMITS,
             ws_protocol=lambda *args: WebSocketProtocol(*args, settings=settings), h2_protocol=None,
-            tls_server_cert=None,
+            tls_server_cert=None, access_log_format=None,
         )  # fmt: skip
 
     async def _echo_app(self, scope, receive, send) -> None:

@@ -6,8 +6,8 @@
 - ``ERROR_MESSAGES`` / ``error_body``: the bodies of the answers the server gives on its own
   (400, 408, 413, 414, 431, 500, 501, 503), text/plain.
 - ``http_date``: the ``date`` field value (RFC 9110 5.6.7 IMF-fixdate).
-- ``access_target`` / ``log_access``: the client and target as log lines show them, and the
-  access-log record, Uvicorn's shape.
+- ``access_target`` / ``log_access`` / ``log_access_formatted``: the client and target as
+  log lines show them, and the access-log record, Uvicorn's shape or --access-log-format's.
 - ``linger_and_close``: how the server closes a connection the client may still be sending on.
 - ``tls_extension``: the ASGI ``tls`` scope extension of a TLS connection.
 
@@ -20,9 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import urllib.parse
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
+
+from palfrey.logging import AccessLogFormat
 
 # RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
 # "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -85,7 +89,8 @@ def access_target(scope: dict) -> tuple[str, str]:
 
 
 def log_access(logger: logging.Logger, scope: dict, status: int) -> None:
-    """One access-log record: ``127.0.0.1:52738 - "GET /?a=1 HTTP/1.1" 200``.
+    """One access-log record: ``127.0.0.1:52738 - "GET /?a=1 HTTP/1.1" 200``, written when
+    the response starts.
 
     ``record.args`` is ``(client, method, path?query, http_version, status)`` as Uvicorn's,
     so formatters written for Uvicorn keep working; logging.py adds the status phrase."""
@@ -97,6 +102,27 @@ def log_access(logger: logging.Logger, scope: dict, status: int) -> None:
         target,
         scope["http_version"],
         status,
+    )
+
+
+def log_access_formatted(
+    logger: logging.Logger,
+    log_format: AccessLogFormat,
+    scope: dict,
+    status: int,
+    response_headers: Any = (),
+    response_bytes: int = 0,
+    started: float = 0.0,
+) -> None:
+    """One access-log record in --access-log-format's shape, written when the response is
+    over. ``started``: time.perf_counter() at the first byte of the request head (0: not
+    measured); the record's ``access_log_format`` attribute tells formatters the message
+    is the whole line."""
+    seconds = time.perf_counter() - started if started else None
+    logger.info(
+        "%s",
+        log_format.render(scope, status, response_headers, response_bytes, seconds),
+        extra={"access_log_format": True},
     )
 
 

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from typing import Any, Callable
 
 import wsproto
@@ -27,7 +28,12 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from palfrey._parser import WsState, _WebSocketCore
 from palfrey.logging import TRACE_LOG_LEVEL
-from palfrey.protocols.common import ERROR_CONTENT_TYPE, access_target, error_body
+from palfrey.protocols.common import (
+    ERROR_CONTENT_TYPE,
+    access_target,
+    error_body,
+    log_access_formatted,
+)
 from palfrey.protocols.wsproto_internals import BoundedPerMessageDeflate, FrameState
 
 # Close codes (RFC 6455 section 7.4.1).
@@ -152,7 +158,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
 
     # No per-instance dict: an open WebSocket costs less memory (SPEC 3 idle connections).
     __slots__ = (
-        "ctx", "logger", "settings", "handshake", "scope", "conn", "app_task", "frames",
+        "ctx", "started", "logger", "settings", "handshake", "scope", "conn", "app_task", "frames",
         "fragments", "fragments_size", "ping_handle", "pong_handle", "ping_payload",
         "close_handle",
     )  # fmt: skip
@@ -168,6 +174,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
     ) -> None:
         super().__init__(transport, ctx.loop, settings.max_size, settings.max_queue, leftover)
         self.ctx = ctx
+        self.started = time.perf_counter()  # the handshake's request time starts here
         self.logger: logging.Logger = ctx.error_logger
         self.settings = settings
         self.handshake = handshake_request(http_scope)
@@ -420,10 +427,12 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         client, path = access_target(self.scope)
         if kind == "websocket.accept":
             self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
+            self._log_access(101, message.get("headers", ()))
             self._accept(message)
         elif kind == "websocket.close":
             # Closing before accepting refuses the handshake (ASGI spec: 403).
             self.logger.info('%s - "WebSocket %s" 403', client, path)
+            self._log_access(403, ())
             self._closing(by_app=True)
             self._disconnected(CLOSE_ABNORMAL)
             self._write_response(403, self.ctx.default_fields(), False)
@@ -433,6 +442,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
             if not 100 <= status < 600:
                 raise RuntimeError("Invalid HTTP status code '%d' in response." % status)
             self.logger.info('%s - "WebSocket %s" %d', client, path, status)
+            self._log_access(status, message.get("headers", ()))
             self._denying(by_app=True)
             self._write_response(
                 status, self.ctx.default_fields() + list(message.get("headers", [])), True
@@ -442,6 +452,12 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
                 "Expected ASGI message 'websocket.accept', 'websocket.close' "
                 f"or 'websocket.http.response.start' but got '{kind}'."
             )
+
+    def _log_access(self, status: int, headers: Any) -> None:
+        """--access-log-format: a record for the handshake's answer (101 when accepted)."""
+        if self.ctx.access_log and self.ctx.access_log_format is not None:
+            log_access_formatted(self.ctx.access_logger, self.ctx.access_log_format,
+                                 self.scope, status, headers, 0, self.started)
 
     def _accept(self, message: dict) -> None:
         extensions: list[Extension] = []
