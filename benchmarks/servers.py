@@ -8,6 +8,7 @@ with a message by the caller; nothing here raises for a missing peer.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import importlib.util
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +46,23 @@ def _has_module(name: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What one server start serves: the port, a private tmpdir, the ASGI app ("module:attr"),
+    whether it speaks HTTP/2 (h2c with prior knowledge) instead of HTTP/1.1, and the
+    Python interpreter (plus an optional PYTHONPATH entry) that runs it."""
+
+    port: int
+    tmp: Path
+    app: str = APP
+    http2: bool = False
+    python: str = sys.executable
+
+
 @dataclass
 class ServerSpec:
     name: str
-    # (port, tmpdir) -> argv; tmpdir is private to one server start.
-    argv: Callable[[int, Path], list[str]]
+    argv: Callable[[Launch], list[str]]
     # None if usable, else why it is skipped.
     missing: Callable[[], str | None]
     version: Callable[[], str]
@@ -56,34 +70,54 @@ class ServerSpec:
     scenarios: frozenset[str] | None = None
     note: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    # The interpreter of a Python server, and a source tree to put first on its PYTHONPATH
+    # (A/B runs and other Pythons: see interpreter_variant()).
+    python: str = sys.executable
+    pythonpath: str | None = None
+    kind: str = ""  # palfrey, uvicorn, granian, hypercorn, nginx: what the variants share
+    # Started for the HTTP/2 scenarios (Palfrey too: skipped with its refusal until it speaks h2).
+    http2: bool = False
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.name.split("@")[0]
+
+    def serves(self, scenario) -> bool:
+        if scenario.http2 and not self.http2:
+            return False
+        return self.scenarios is None or scenario.name in self.scenarios
 
 
 PY = sys.executable
 
 
-def _palfrey_argv(port: int, tmp: Path) -> list[str]:
-    return [PY, "-m", "palfrey", APP, "--host", "127.0.0.1", "--port", str(port),
+def _palfrey_argv(at: Launch) -> list[str]:
+    argv = [at.python, "-m", "palfrey", at.app, "--host", "127.0.0.1", "--port", str(at.port),
             "--no-access-log", "--log-level", "warning"]
+    # Palfrey refuses --http2 until it speaks HTTP/2: the harness then skips it with the
+    # message, and the h2 scenarios take it in by themselves once it starts.
+    return argv + ["--http2"] if at.http2 else argv
 
 
-def _uvicorn_argv(port: int, tmp: Path) -> list[str]:
-    return [PY, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
+def _uvicorn_argv(at: Launch) -> list[str]:
+    return [at.python, "-m", "uvicorn", at.app, "--host", "127.0.0.1", "--port", str(at.port),
             "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
 
 
-def _uvicorn_wsproto_argv(port: int, tmp: Path) -> list[str]:
-    return [*_uvicorn_argv(port, tmp), "--ws", "wsproto"]
+def _uvicorn_wsproto_argv(at: Launch) -> list[str]:
+    return [*_uvicorn_argv(at), "--ws", "wsproto"]
 
 
-def _granian_argv(port: int, tmp: Path) -> list[str]:
-    return [PY, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--runtime-threads", "1", "--no-access-log",
-            "--log-level", "warning", APP]
+def _granian_argv(at: Launch) -> list[str]:
+    return [at.python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+            "--port", str(at.port), "--workers", "1", "--runtime-threads", "1",
+            "--no-access-log", "--log-level", "warning", *(["--http", "2"] if at.http2 else []),
+            at.app]
 
 
-def _hypercorn_argv(port: int, tmp: Path) -> list[str]:
-    argv = [PY, "-m", "hypercorn", APP, "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--log-level", "warning"]  # no --access-logfile: no access log
+def _hypercorn_argv(at: Launch) -> list[str]:
+    # Hypercorn answers h2c with prior knowledge on its plain-TCP listener as it is.
+    argv = [at.python, "-m", "hypercorn", at.app, "--bind", f"127.0.0.1:{at.port}",
+            "--workers", "1", "--log-level", "warning"]  # no --access-logfile: no access log
     if _has_module("uvloop"):
         argv += ["--worker-class", "uvloop"]
     return argv
@@ -97,11 +131,12 @@ worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{
-    worker_connections 4096;
+    worker_connections 20000;
 }}
 http {{
     access_log off;
     default_type text/plain;
+    sendfile on;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -110,20 +145,32 @@ http {{
     # nginx closes a keep-alive connection after 1000 requests by default; the ASGI servers
     # never do, so lift the limit to keep the ceiling comparable.
     keepalive_requests 100000000;
+    keepalive_timeout 600s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{http2};
         location / {{
             return 200 "Hello, world!";
+        }}
+        location /static/ {{
+            alias {static}/;
         }}
     }}
 }}
 """
 
 
-def _nginx_argv(port: int, tmp: Path) -> list[str]:
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
-    return [shutil.which("nginx") or "nginx", "-p", str(tmp), "-e", str(tmp / "error.log"),
+def _nginx_argv(at: Launch) -> list[str]:
+    from benchmarks.frameworks import static_dir
+
+    conf = at.tmp / "nginx.conf"
+    text = NGINX_CONF.format(tmp=at.tmp, port=at.port, static=static_dir(),
+                             http2=" http2" if at.http2 else "")
+    if os.geteuid() == 0:
+        # Started as root, nginx's worker would run as nobody: it could not write valgrind's
+        # output into the private tmpdir, nor answer callgrind_control.
+        text = text.replace("daemon off;\n", "daemon off;\nuser root;\n")
+    conf.write_text(text)
+    return [shutil.which("nginx") or "nginx", "-p", str(at.tmp), "-e", str(at.tmp / "error.log"),
             "-c", str(conf)]
 
 
@@ -144,6 +191,7 @@ SERVERS: dict[str, ServerSpec] = {
         "palfrey", _palfrey_argv,
         lambda: None if _has_module("palfrey") else "palfrey is not installed (pip install -e .)",
         _palfrey_version,
+        http2=True,
     ),
     "uvicorn": ServerSpec(
         "uvicorn", _uvicorn_argv,
@@ -161,27 +209,93 @@ SERVERS: dict[str, ServerSpec] = {
         lambda: _module_version("uvicorn") or "?",
         scenarios=frozenset({"ws-echo-1", "ws-echo-8"}),
         note="--ws wsproto, httptools + uvloop",
+        kind="uvicorn-wsproto",
     ),
     "granian": ServerSpec(
         "granian", _granian_argv,
         lambda: None if _has_module("granian") else "granian is not installed (pip install '.[bench]')",
         lambda: _module_version("granian") or "?",
         note="1 worker, 1 runtime thread",
+        http2=True,
     ),
     "hypercorn": ServerSpec(
         "hypercorn", _hypercorn_argv,
         lambda: None if _has_module("hypercorn") else "hypercorn is not installed (pip install '.[bench]')",
         lambda: _module_version("hypercorn") or "?",
         note="uvloop worker" if _has_module("uvloop") else "asyncio worker",
+        http2=True,
     ),
     "nginx": ServerSpec(
         "nginx", _nginx_argv,
         lambda: None if shutil.which("nginx") else "nginx is not on PATH (apt-get install nginx-light)",
         _nginx_version,
-        scenarios=frozenset({"hello", "pipelined"}),
-        note="fixed `return 200`: the ceiling, no ASGI",
+        scenarios=frozenset({"hello", "pipelined", "static-64k", "static-1m", "h2-hello"}),
+        note="fixed `return 200`, static files by sendfile: the ceiling, no ASGI",
+        http2=True,
     ),
 }
+
+
+def interpreter_variant(kind: str, label: str, target: str) -> ServerSpec:
+    """The server `kind` run by another Python build, named "kind@label".
+
+    `target` is a Python executable, a virtualenv (its bin/python), or a source tree holding
+    a built palfrey (its src/ goes first on PYTHONPATH, run by this interpreter): an A/B
+    comparison of two Palfrey builds, or Palfrey/Uvicorn under Python 3.12/3.13.
+    """
+    base = SERVERS[kind]
+    path = Path(target).expanduser()
+    python, pythonpath = sys.executable, None
+    if path.is_dir() and (path / "bin" / "python").exists():
+        python = str(path / "bin" / "python")
+    elif path.is_dir():
+        src = path / "src" if (path / "src" / "palfrey").is_dir() else path
+        if not (src / "palfrey").is_dir():
+            raise ValueError(f"{target}: neither a virtualenv nor a tree with palfrey/ or src/palfrey/")
+        pythonpath = str(src)
+    elif path.exists():
+        python = str(path)
+    else:
+        raise ValueError(f"{target}: no such interpreter, virtualenv or source tree")
+    module = {"uvicorn-wsproto": "uvicorn"}.get(kind, kind)
+
+    def probe_version() -> str:
+        return _remote_version(python, pythonpath, module)
+
+    def missing() -> str | None:
+        return None if probe_version() != "?" else f"{module} does not import under {target}"
+
+    return ServerSpec(
+        f"{kind}@{label}", base.argv, missing, probe_version, scenarios=base.scenarios,
+        note=(base.note + "; " if base.note else "") + f"{label}: {target}",
+        env=dict(base.env), python=python, pythonpath=pythonpath, kind=kind, http2=base.http2,
+    )
+
+
+_VERSION_CODE = (
+    "import importlib.metadata as m, importlib, platform, sys\n"
+    "mod = importlib.import_module(sys.argv[1])\n"
+    "try:\n    v = m.version(sys.argv[1])\nexcept m.PackageNotFoundError:\n"
+    "    v = getattr(mod, '__version__', '?')\n"
+    "print(f'{v} (Python {platform.python_version()}, {mod.__file__})')\n"
+)
+_versions: dict[tuple, str] = {}
+
+
+def _remote_version(python: str, pythonpath: str | None, module: str) -> str:
+    """`module`'s version, Python version and location as the given interpreter sees them."""
+    key = (python, pythonpath, module)
+    if key not in _versions:
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        try:
+            out = subprocess.run([python, "-c", _VERSION_CODE, module], capture_output=True,
+                                 text=True, timeout=60, env=env, cwd="/")
+            _versions[key] = out.stdout.strip() if out.returncode == 0 else "?"
+        except (OSError, subprocess.SubprocessError):
+            _versions[key] = "?"
+    return _versions[key]
 
 
 def free_port() -> int:
@@ -236,16 +350,29 @@ def probe(port: int, timeout: float = 0.5) -> bool:
     return status == 200 and body == HELLO
 
 
-def verify(port: int, scenario: str) -> str | None:
-    """Check one real response of `scenario` for content; None if right, else what is wrong."""
+def probe_h2(port: int, timeout: float = 2.0) -> bool:
+    """True once an HTTP/2 (h2c, prior knowledge) GET / answers 2xx (one h2load request)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            pass
+        out = subprocess.run(["h2load", "-n1", "-c1", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "1 succeeded" in out.stdout and "status codes: 1 2xx" in out.stdout
+
+
+def verify(port: int, scenario: str, timeout: float = 2.0) -> str | None:
+    """Check one real response of `scenario` for content; None if right, else what is wrong.
+    `timeout` bounds each wait (seconds; longer for a server under valgrind)."""
     try:
         if scenario in ("hello", "pipelined"):
             raw = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n" * 2
             raw += b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
                 s.sendall(raw)
                 data = b""
-                deadline = time.monotonic() + 2
+                deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline and data.count(HELLO) < 3:
                     chunk = s.recv(65536)
                     if not chunk:
@@ -260,31 +387,77 @@ def verify(port: int, scenario: str) -> str | None:
                 port,
                 b"POST /echo HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
                 b"Content-Type: application/octet-stream\r\nContent-Length: 16384\r\n\r\n" + body,
-            )
+                timeout=timeout)
             if status != 200 or got != body:
                 return f"POST /echo: status {status}, {len(got)} bytes back, equal={got == body}"
             return None
         if scenario == "stream":
             status, headers, got = http_request(
-                port, b"GET /stream HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-            )
+                port, b"GET /stream HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", timeout=timeout)
             if status != 200 or got != b"x" * 102400:
                 return f"GET /stream: status {status}, {len(got)} bytes (want 102400)"
             return None
         if scenario.startswith("ws-echo"):
-            return _verify_websocket_echo(port)
+            return _verify_websocket_echo(port, timeout)
+        if scenario.endswith("-json"):
+            status, _, got = http_request(
+                port, b"GET /json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", timeout=timeout)
+            if status != 200 or json.loads(got) != {"message": "Hello, world!"}:
+                return f"GET /json: status {status}, body {got[:100]!r}"
+            return None
+        if scenario == "fastapi-post":
+            from benchmarks.frameworks import ITEM, ITEM_ANSWER_KEYS
+
+            status, _, got = http_request(
+                port, b"POST /items HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ITEM) + ITEM, timeout=timeout)
+            answer = json.loads(got) if status == 200 else {}
+            if tuple(answer) != ITEM_ANSWER_KEYS or answer["total"] != 419.58:
+                return f"POST /items: status {status}, body {got[:200]!r}"
+            return None
+        if scenario.startswith("static-"):
+            from benchmarks.frameworks import static_bytes
+
+            name = {"static-64k": "64k.bin", "static-1m": "1m.bin"}[scenario]
+            status, _, got = http_request(
+                port, b"GET /static/%s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+                % name.encode(), timeout=timeout * 2.5)
+            if status != 200 or got != static_bytes(name):
+                return f"GET /static/{name}: status {status}, {len(got)} bytes, right={got == static_bytes(name)}"
+            return None
+        if scenario.startswith("h2-"):
+            return _verify_h2(port, scenario, timeout)
     except (OSError, ValueError, IndexError) as exc:
         return f"{scenario}: {exc!r}"
     return f"unknown scenario {scenario}"
 
 
-def _verify_websocket_echo(port: int) -> str | None:
+def _verify_h2(port: int, scenario: str, timeout: float) -> str | None:
+    """4 requests over one h2c connection (h2load): all 2xx, with the expected bodies' size."""
+    argv = ["h2load", "-n4", "-c1", "-m2", f"http://127.0.0.1:{port}/"]
+    want = 4 * len(HELLO)
+    if scenario == "h2-post":
+        body = Path(tempfile.mkdtemp(prefix="palfrey-bench-h2-")) / "body"
+        body.write_bytes(b"p" * 16384)
+        argv = ["h2load", "-n4", "-c1", "-m2", "-d", str(body),
+                "-H", "content-type: application/octet-stream", f"http://127.0.0.1:{port}/echo"]
+        want = 4 * 16384
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout * 10).stdout
+    if "4 succeeded" not in out or "status codes: 4 2xx" not in out:
+        return f"{scenario}: h2load did not get 4 answers of 2xx: {out[-300:]!r}"
+    data = [line for line in out.splitlines() if line.startswith("traffic:")]
+    if not data or f"{want}) data" not in data[0]:
+        return f"{scenario}: h2load got another body size than {want} bytes: {data}"
+    return None
+
+
+def _verify_websocket_echo(port: int, timeout: float) -> str | None:
     from benchmarks.wsclient import masked_frame, open_websocket
 
     sock = open_websocket(port, "/ws")
     try:
         sock.setblocking(True)
-        sock.settimeout(2)
+        sock.settimeout(timeout)
         sock.sendall(masked_frame(b"ping-16-bytes-xx", text=True))
         data = b""
         while len(data) < 18:
@@ -300,18 +473,26 @@ def _verify_websocket_echo(port: int) -> str | None:
 
 
 class RunningServer:
-    """One started server process (group). Use as a context manager: always stopped."""
+    """One started server process (group). Use as a context manager: always stopped.
 
-    def __init__(self, spec: ServerSpec, cpu: str | None, tmp: Path, startup_timeout: float):
+    `app` and `http2` choose what it serves (see Launch); `wrap` goes before its argv (the
+    valgrind command line of the instruction-count phase), `env` adds to its environment.
+    """
+
+    def __init__(self, spec: ServerSpec, cpu: str | None, tmp: Path, startup_timeout: float,
+                 app: str = APP, http2: bool = False, wrap: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.spec = spec
         self.port = free_port()
         self.tmp = tmp
+        self.http2 = http2
         self.log_path = tmp / f"{spec.name}.log"
-        argv = spec.argv(self.port, tmp)
+        argv = [*(wrap or []), *spec.argv(Launch(self.port, tmp, app, http2, spec.python))]
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
-        env = {**os.environ, **spec.env}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env = {**os.environ, **spec.env, **(env or {})}
+        paths = [p for p in (spec.pythonpath, str(REPO), env.get("PYTHONPATH")) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         self.log = open(self.log_path, "wb")
         self.started_at = time.monotonic()
         # A session of its own: the process group id is the PID, so a supervisor's workers
@@ -339,9 +520,14 @@ class RunningServer:
                     f"{self.spec.name} exited with {self.proc.returncode} before serving:\n"
                     + self.log_tail()
                 )
-            if probe(self.port):
+            if self.http2:
+                if probe_h2(self.port):
+                    return time.monotonic() - self.started_at
+                time.sleep(0.05)
+            elif probe(self.port):
                 return time.monotonic() - self.started_at
-            time.sleep(0.005)
+            else:
+                time.sleep(0.005)
         raise RuntimeError(f"{self.spec.name} did not answer 200 within {timeout:.0f} s:\n" + self.log_tail())
 
     def log_tail(self, lines: int = 20) -> str:
@@ -364,8 +550,8 @@ class RunningServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        stop_process(self.proc)
+    def stop(self, grace: float = 10.0) -> None:
+        stop_process(self.proc, grace)
         self.log.close()
 
 

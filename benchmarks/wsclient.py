@@ -10,6 +10,7 @@ arrives. The last line is ``WS_JSON {...}`` with the count, the duration and the
 own CPU time.
 
     python -m benchmarks.wsclient --port 8000 --path /ws -c 16 -k 8 -d 10
+    python -m benchmarks.wsclient --port 8000 --path /ws -c 16 -k 1 -n 5000   # exactly 5000
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def open_websocket(port: int, path: str) -> socket.socket:
 
 
 def run(port: int, path: str, connections: int, in_flight: int, duration: float,
-        size: int, text: bool) -> dict:
+        size: int, text: bool, count: int | None = None) -> dict:
+    """Echo for `duration` seconds, or (`count`) until exactly that many echoes came back
+    (bounded by `duration` all the same)."""
     payload = (b"x" * size)
     frame = masked_frame(payload, text)
     answer = 2 + size  # server frames are not masked
@@ -74,12 +77,15 @@ def run(port: int, path: str, connections: int, in_flight: int, duration: float,
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     deadline = started + duration
+    sent = 0
     for s in socks:
-        s.send(frame * in_flight)
+        k = in_flight if count is None else max(0, min(in_flight, count - sent))
+        s.send(frame * k)
+        sent += k
     received = 0
     errors = 0
     now = started
-    while now < deadline:
+    while now < deadline and (count is None or received < count):
         for fd, _ in poller.poll(0.5):
             sock = by_fd[fd]
             try:
@@ -94,7 +100,11 @@ def run(port: int, path: str, connections: int, in_flight: int, duration: float,
             n, carry[fd] = divmod(total, answer)
             if n:
                 received += n
-                sock.send(frame * n)  # a few dozen bytes: fits the socket buffer
+                if count is not None:
+                    n = max(0, min(n, count - sent))
+                    sent += n
+                if n:
+                    sock.send(frame * n)  # a few dozen bytes: fits the socket buffer
         now = time.monotonic()
     elapsed = now - started
     usage_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -111,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--path", default="/ws")
     p.add_argument("-c", "--connections", type=int, default=16)
     p.add_argument("-k", "--in-flight", type=int, default=1, help="messages in flight per connection")
-    p.add_argument("-d", "--duration", type=float, default=10.0)
+    p.add_argument("-d", "--duration", type=float, default=None,
+                   help="seconds (default 10; with -n: the limit, default 600)")
+    p.add_argument("-n", "--count", type=int, default=None,
+                   help="stop after exactly this many echoes (instruction counts)")
     p.add_argument("--size", type=int, default=16, help="payload bytes (< 126)")
     p.add_argument("--binary", action="store_true", help="binary frames (default: text)")
     opts = p.parse_args(argv)
-    result = run(opts.port, opts.path, opts.connections, opts.in_flight, opts.duration,
-                 opts.size, not opts.binary)
+    duration = opts.duration or (10.0 if opts.count is None else 600.0)
+    result = run(opts.port, opts.path, opts.connections, opts.in_flight, duration,
+                 opts.size, not opts.binary, opts.count)
     print("WS_JSON " + json.dumps(result), flush=True)
     return 0
 
