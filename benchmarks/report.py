@@ -287,7 +287,8 @@ def markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _bars(ax, scen: dict, server_names: list[str], value, label: str, title: str) -> None:
+def _bars(ax, scen: dict, server_names: list[str], value, label: str, title: str,
+          fmt: str = "%.2f") -> None:
     scenario_names = [s for s in scen if any(value(v) is not None for v in scen[s].values())]
     width = 0.8 / max(1, len(server_names))
     for i, name in enumerate(server_names):
@@ -303,7 +304,7 @@ def _bars(ax, scen: dict, server_names: list[str], value, label: str, title: str
             hi.append(v[2] - v[0])
         if xs:
             bars = ax.bar(xs, ys, width, label=name, yerr=[lo, hi], capsize=2)
-            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+            ax.bar_label(bars, fmt=fmt, fontsize=6, padding=1)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(scenario_names)), scenario_names, fontsize=7, rotation=20)
     ax.set_ylabel(label, fontsize=8)
@@ -330,7 +331,7 @@ def chart(report: dict, path: Path) -> str | None:
         panels.append((scen, lambda s: None if s["ratio_median"] is None else (
             s["ratio_median"], min(s["ratio_per_round"]), max(s["ratio_per_round"])),
             f"req/s / {base} (paired, median, min-max)",
-            f"throughput relative to {base}, {report['options']['rounds']} round(s)"))
+            f"throughput relative to {base}, {report['options']['rounds']} round(s)", "%.2f"))
     ratios: dict[str, dict] = {}
     for sname, by in instr.items():
         b = by.get(base, {}).get("instructions_per_request")
@@ -341,7 +342,8 @@ def chart(report: dict, path: Path) -> str | None:
                 ratios.setdefault(sname, {})[name] = (b / ipr, min(est), max(est))
     if ratios:
         panels.append((ratios, lambda v: v, f"{base} instructions / server's",
-                       "user-space instructions per request (valgrind), relative to " + base))
+                       "user-space instructions per request (valgrind), relative to " + base,
+                       "%.3f" if report["options"].get("ab") else "%.2f"))
     if not panels:
         return f"no ratios to {base} to plot"
     if report.get("noise", noise(report))["noisy"]:
@@ -349,8 +351,8 @@ def chart(report: dict, path: Path) -> str | None:
     names = list(report["summary"]["servers"]) or sorted({n for by in instr.values() for n in by})
     names = [n for n in names if any(n in p[0].get(s, {}) for p in panels for s in p[0])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), dpi=100, squeeze=False)
-    for ax, (data, value, label, title) in zip(axes[:, 0], panels):
-        _bars(ax, data, names, value, label, title)
+    for ax, (data, value, label, title, fmt) in zip(axes[:, 0], panels):
+        _bars(ax, data, names, value, label, title, fmt)
     meta = report["meta"]
     fig.suptitle(f"{meta['machine']['cores']} cores, {meta['date']}"
                  + (" (noisy run: instructions first)" if report.get("noise", {}).get("noisy") else ""),
@@ -367,4 +369,5 @@ if __name__ == "__main__":
         src = Path(arg)
         data = json.loads(src.read_text())
         src.with_suffix(".md").write_text(markdown(data))
-        print(chart(data, src.parent / "ratios.png") or f"wrote {src.with_suffix('.md')} and ratios.png")
+        png = src.parent / ("ab.png" if data["options"].get("ab") else "ratios.png")
+        print(chart(data, png) or f"wrote {src.with_suffix('.md')} and {png}")

@@ -89,7 +89,8 @@ class Scenario:
 
 def _fw(name: str, app: str, description: str, **kw) -> Scenario:
     return Scenario(name, kw.pop("path", "/json"), kw.pop("script", "hello.lua"), description,
-                    app=FRAMEWORKS + app + ":app", bare="hello", **kw)
+                    app=FRAMEWORKS + app + ":app", bare="hello", counts=kw.pop("counts", (300, 1500)),
+                    **kw)
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -109,7 +110,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     _fw("fastapi-json", "fastapi_app", "FastAPI GET /json returning a dict"),
     _fw("fastapi-post", "fastapi_app", "FastAPI POST /items, a 201-byte pydantic body model, JSON answer",
         path="/items", script="post_json.lua", body=ITEM, content_type="application/json"),
-    _fw("django-json", "django_app", "Django async view, JsonResponse, GET /json (ASGI)"),
+    _fw("django-json", "django_app", "Django async view, JsonResponse, GET /json (ASGI)",
+        counts=(200, 1000)),
     # Static files (item 2): Starlette StaticFiles, which uses http.response.pathsend when
     # the server offers it.
     Scenario("static-64k", "/static/64k.bin", "hello.lua", "Starlette StaticFiles, a 64 KiB file",

@@ -223,6 +223,9 @@ SERVERS: dict[str, ServerSpec] = {
         lambda: None if _has_module("hypercorn") else "hypercorn is not installed (pip install '.[bench]')",
         lambda: _module_version("hypercorn") or "?",
         note="uvloop worker" if _has_module("uvloop") else "asyncio worker",
+        # The framework and static scenarios compare Palfrey with Uvicorn and Granian (issue 16).
+        scenarios=frozenset({"hello", "pipelined", "post", "stream", "ws-echo-1", "ws-echo-8",
+                             "h2-hello", "h2-post"}),
         http2=True,
     ),
     "nginx": ServerSpec(
