@@ -171,10 +171,12 @@ def top_functions(profile: Profile, per: int, n: int = TOP_FUNCTIONS) -> list[di
 class Callgrind:
     """The callgrind side of one server start: zero and dump every process of its tree."""
 
-    def __init__(self, root_pid: int, out_dir: Path, log):
+    def __init__(self, root_pid: int, out_dir: Path, log, keep: Path | None = None):
         self.root = root_pid
         self.out_dir = out_dir
         self.log = log
+        self.keep = keep  # where to move the dumps (for callgrind_annotate, kcachegrind)
+        self.label = ""
         # Processes that callgrind_control cannot reach: nginx's master sleeps in sigsuspend()
         # where vgdb does not wake it. It runs no code per request, so it is left out.
         self.unreachable: set[int] = set()
@@ -206,7 +208,11 @@ class Callgrind:
             time.sleep(0.1)
         for path in new:
             profile = profile + parse_callgrind(path.read_text(errors="replace"))
-            path.unlink()  # they are large; the numbers are kept
+            if self.keep is not None:
+                self.keep.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, self.keep / f"{self.label}.{path.name.removeprefix('callgrind.out.')}")
+            else:
+                path.unlink()  # they are large; the numbers are kept
         return profile
 
 
@@ -249,7 +255,7 @@ def drive(scenario, port: int, requests: int, opts, tmp: Path) -> str | None:
 def measure_start(server: servers.RunningServer, out_dir: Path, wanted: list, opts, tmp: Path,
                   log) -> dict[str, dict]:
     """Run the four phases of every scenario in `wanted` against one server under callgrind."""
-    grind = Callgrind(server.pid, out_dir, log)
+    grind = Callgrind(server.pid, out_dir, log, opts.keep_callgrind)
     results: dict[str, dict] = {}
     for scenario in wanted:
         n1, n2 = (max(1, round(c * opts.instr_scale)) for c in scenario.counts)
@@ -263,10 +269,11 @@ def measure_start(server: servers.RunningServer, out_dir: Path, wanted: list, op
         grind.zero()
         phases: list[tuple[int, Profile]] = []
         started = time.monotonic()
-        for n in (n1, n2, n1, n2):
+        for i, n in enumerate((n1, n2, n1, n2)):
             wrong = drive(scenario, server.port, n, opts, tmp)
             if wrong:
                 break
+            grind.label = f"callgrind.{server.spec.name}.{scenario.name}.phase{i + 1}-{n}"
             phases.append((n, grind.dump()))
         if wrong:
             log(f"  {scenario.name}: FAILED: {wrong}")

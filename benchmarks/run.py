@@ -468,6 +468,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only the instruction-count phase (and idle-conns if asked): no req/s rounds")
     p.add_argument("--instr-scale", type=float, default=None,
                    help="scale the phases' request counts N1/N2 (default 1, quick 0.2)")
+    p.add_argument("--keep-callgrind", type=Path, default=None, metavar="DIR",
+                   help="keep every callgrind dump there (callgrind.SERVER.SCENARIO.phaseK-N.PID.D): "
+                        "callgrind_annotate --inclusive=yes FILE shows who calls what")
     p.add_argument("--idle-http", type=int, default=idle.HTTP_CONNECTIONS,
                    help="idle keep-alive connections for idle-conns (default %(default)s)")
     p.add_argument("--idle-ws", type=int, default=idle.WS_CONNECTIONS,

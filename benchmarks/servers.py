@@ -243,23 +243,25 @@ def interpreter_variant(kind: str, label: str, target: str) -> ServerSpec:
     """The server `kind` run by another Python build, named "kind@label".
 
     `target` is a Python executable, a virtualenv (its bin/python), or a source tree holding
-    a built palfrey (its src/ goes first on PYTHONPATH, run by this interpreter): an A/B
-    comparison of two Palfrey builds, or Palfrey/Uvicorn under Python 3.12/3.13.
+    a built palfrey (its src/ goes first on PYTHONPATH, run by this interpreter), or
+    "PYTHON:TREE" for both (a tree built for another interpreter): an A/B comparison of two
+    Palfrey builds, or Palfrey/Uvicorn under Python 3.12/3.13.
     """
     base = SERVERS[kind]
-    path = Path(target).expanduser()
     python, pythonpath = sys.executable, None
-    if path.is_dir() and (path / "bin" / "python").exists():
-        python = str(path / "bin" / "python")
-    elif path.is_dir():
-        src = path / "src" if (path / "src" / "palfrey").is_dir() else path
-        if not (src / "palfrey").is_dir():
-            raise ValueError(f"{target}: neither a virtualenv nor a tree with palfrey/ or src/palfrey/")
-        pythonpath = str(src)
-    elif path.exists():
-        python = str(path)
-    else:
-        raise ValueError(f"{target}: no such interpreter, virtualenv or source tree")
+    for part in target.split(":") if ":" in target else [target]:
+        path = Path(part).expanduser()
+        if path.is_dir() and (path / "bin" / "python").exists():
+            python = str(path / "bin" / "python")
+        elif path.is_dir():
+            src = path / "src" if (path / "src" / "palfrey").is_dir() else path
+            if not (src / "palfrey").is_dir():
+                raise ValueError(f"{part}: neither a virtualenv nor a tree with palfrey/ or src/palfrey/")
+            pythonpath = str(src)
+        elif path.exists():
+            python = str(path)
+        else:
+            raise ValueError(f"{part}: no such interpreter, virtualenv or source tree")
     module = {"uvicorn-wsproto": "uvicorn"}.get(kind, kind)
 
     def probe_version() -> str:
