@@ -37,6 +37,10 @@ BATCH = 256  # connections opened at once (below every server's listen backlog)
 HELLO_REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 SETTLE_S = 1.0
 HTTP_FOR = ("palfrey", "uvicorn", "granian", "nginx", "hypercorn")
+# Idle keep-alive connections must outlive the measurement: Palfrey, Uvicorn and Hypercorn
+# close them after 5 s by default (granian keeps them; nginx's config says 600 s).
+KEEP_ALIVE = {"palfrey": ["--timeout-keep-alive", "3600"], "uvicorn": ["--timeout-keep-alive", "3600"],
+              "hypercorn": ["--keep-alive", "3600"]}
 WS_FOR = ("palfrey", "uvicorn", "uvicorn-wsproto", "granian", "hypercorn")
 
 
@@ -163,10 +167,25 @@ def client_main(port: int, count: int, websocket: bool) -> int:
     raise_fd_limit(count + 64)
     socks, failures = open_idle(port, count, websocket)
     print(f"READY {len(socks)} {failures}", flush=True)
-    sys.stdin.readline()  # the harness closes stdin when it has measured
+    sys.stdin.readline()  # the harness writes a line when it has measured
+    print(f"OPEN {still_open(socks)}", flush=True)
     for s in socks:
         s.close()
     return 0
+
+
+def still_open(socks: list[socket.socket]) -> int:
+    """How many of the connections the server has not closed (no EOF waiting to be read)."""
+    open_ = 0
+    for s in socks:
+        try:
+            data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            open_ += bool(data)  # unexpected bytes: still open
+        except BlockingIOError:
+            open_ += 1  # nothing to read: open and idle
+        except OSError:
+            pass  # reset
+    return open_
 
 
 # -- the measurement ----------------------------------------------------------------------------
@@ -191,7 +210,7 @@ def measure(spec: servers.ServerSpec, count: int, websocket: bool, opts, log) ->
         # once; lifted here, as a user holding many idle connections would.
         env = {"GRANIAN_BACKPRESSURE": str(count + 1024)} if spec.kind == "granian" else None
         server = servers.RunningServer(spec, opts.server_cpu, Path(tmpdir), opts.startup_timeout,
-                                       env=env)
+                                       env=env, extra=KEEP_ALIVE.get(spec.kind))
         with server:
             warm, bad = open_idle(server.port, 200, websocket)  # first-use allocations
             for s in warm:
@@ -213,6 +232,10 @@ def measure(spec: servers.ServerSpec, count: int, websocket: bool, opts, log) ->
                 opened, failed = int(line[1]), int(line[2])
                 after = _settled_rss(server.pid)
                 alive = server.proc.poll() is None
+                client.stdin.write("measured\n")
+                client.stdin.flush()
+                line = client.stdout.readline().split()
+                still = int(line[1]) if len(line) == 2 and line[0] == "OPEN" else None
             finally:
                 try:
                     client.stdin.close()
@@ -222,10 +245,10 @@ def measure(spec: servers.ServerSpec, count: int, websocket: bool, opts, log) ->
     per_conn = (after - before) / opened if opened else None
     result = {"connections": opened, "failed": failed, "rss_before_kib": before,
               "rss_after_kib": after, "kib_per_connection": None if per_conn is None else round(per_conn, 2),
-              "server_alive": alive}
+              "server_alive": alive, "still_open": still}
     log(f"  {spec.name:<16} {'WebSocket' if websocket else 'HTTP':<9} {opened:>6} open ({failed} failed): "
         f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB = "
-        f"{'-' if per_conn is None else f'{per_conn:.2f}'} KiB per connection")
+        f"{'-' if per_conn is None else f'{per_conn:.2f}'} KiB per connection; {still} still open after")
     return result
 
 

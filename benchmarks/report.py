@@ -164,6 +164,8 @@ def _idle(report: dict) -> list[str]:
         h, w = idle["http"].get(name) or {}, idle["websocket"].get(name) or {}
         k = h.get("kib_per_connection")
         bad = [f"{x['failed']} failed" for x in (h, w) if x.get("failed")]
+        bad += [f"only {x['still_open']} still open" for x in (h, w)
+                if x.get("still_open") is not None and x["still_open"] < x["connections"]]
         out.append(
             f"| {name} | {_num(k, '.2f')}{' (' + ', '.join(bad) + ')' if bad else ''} "
             f"| {'-' if k is None or floor is None or name.startswith('floor') else f'{k - floor:+.2f}'} "
@@ -270,6 +272,7 @@ def markdown(report: dict) -> str:
             notes.append(f"- {name} logged {s['log_problems']} problem line(s), e.g. `{s['log_sample'][0][:160]}`")
     for name, why in report["skipped"].items():
         notes.append(f"- {name} skipped: {why}")
+    notes += [f"- {note}" for note in report.get("notes", [])]
     if notes:
         out += ["", "Notes:", "", *notes]
     out += [
@@ -291,6 +294,9 @@ def _bars(ax, scen: dict, server_names: list[str], value, label: str, title: str
           fmt: str = "%.2f") -> None:
     scenario_names = [s for s in scen if any(value(v) is not None for v in scen[s].values())]
     width = 0.8 / max(1, len(server_names))
+    values = [v[0] for by in scen.values() for s in by.values() if (v := value(s)) is not None and v[0] > 0]
+    if values and max(values) / min(values) > 20:
+        ax.set_yscale("log")  # nginx's static files: hundreds of times fewer instructions
     for i, name in enumerate(server_names):
         xs, ys, lo, hi = [], [], [], []
         for j, sname in enumerate(scenario_names):
@@ -304,7 +310,8 @@ def _bars(ax, scen: dict, server_names: list[str], value, label: str, title: str
             hi.append(v[2] - v[0])
         if xs:
             bars = ax.bar(xs, ys, width, label=name, yerr=[lo, hi], capsize=2)
-            ax.bar_label(bars, fmt=fmt, fontsize=6, padding=1)
+            ax.bar_label(bars, fmt=fmt, fontsize=5 if len(server_names) > 4 else 6, padding=1,
+                         rotation=90 if len(server_names) > 4 else 0)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(scenario_names)), scenario_names, fontsize=7, rotation=20)
     ax.set_ylabel(label, fontsize=8)
@@ -364,8 +371,35 @@ def chart(report: dict, path: Path) -> str | None:
     return None
 
 
+def merge_instructions(data: dict, other: dict, servers: list[str], source: str) -> None:
+    """Take `servers`' instruction counts from another run's report (a phase re-run alone)."""
+    for sname, by in other.get("instructions", {}).items():
+        for name, r in by.items():
+            if name in servers:
+                data.setdefault("instructions", {}).setdefault(sname, {})[name] = r
+    data["failures"] = [f for f in data["failures"]
+                        if not (f.startswith("instructions, ") and f.split(", ")[1] in servers)]
+    if other.get("idle"):
+        data["idle"] = other["idle"]
+        data["failures"] = [f for f in data["failures"] if not f.startswith("idle-conns")]
+        data.setdefault("notes", []).append(f"idle-conns from {source} (re-run alone after a fix)")
+    if any(name in servers for by in other.get("instructions", {}).values() for name in by):
+        data.setdefault("notes", []).append(
+            f"{', '.join(servers)}: instruction counts of {', '.join(sorted(other['instructions']))} "
+            f"from {source} (that phase re-run alone after a fix to the harness)")
+
+
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
+    # python -m benchmarks.report RUN.json [--merge OTHER.json SERVER,...]: re-render RUN.
+    args = sys.argv[1:]
+    if "--merge" in args:
+        i = args.index("--merge")
+        other_path, names = Path(args[i + 1]), args[i + 2].split(",")
+        data = json.loads(Path(args[0]).read_text())
+        merge_instructions(data, json.loads(other_path.read_text()), names, other_path.name)
+        Path(args[0]).write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        args = [args[0]]
+    for arg in args:
         src = Path(arg)
         data = json.loads(src.read_text())
         src.with_suffix(".md").write_text(markdown(data))

@@ -481,18 +481,19 @@ class RunningServer:
     """One started server process (group). Use as a context manager: always stopped.
 
     `app` and `http2` choose what it serves (see Launch); `wrap` goes before its argv (the
-    valgrind command line of the instruction-count phase), `env` adds to its environment.
+    valgrind command line of the instruction-count phase), `extra` after it, `env` adds to
+    its environment.
     """
 
     def __init__(self, spec: ServerSpec, cpu: str | None, tmp: Path, startup_timeout: float,
                  app: str = APP, http2: bool = False, wrap: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, extra: list[str] | None = None):
         self.spec = spec
         self.port = free_port()
         self.tmp = tmp
         self.http2 = http2
         self.log_path = tmp / f"{spec.name}.log"
-        argv = [*(wrap or []), *spec.argv(Launch(self.port, tmp, app, http2, spec.python))]
+        argv = [*(wrap or []), *spec.argv(Launch(self.port, tmp, app, http2, spec.python)), *(extra or [])]
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         env = {**os.environ, **spec.env, **(env or {})}
