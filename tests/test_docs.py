@@ -313,10 +313,12 @@ EXAMPLE_TESTS = {
     "streaming.py": "test_streaming",
     "whoami.py": "test_nginx_example",
     "nginx.conf": "test_nginx_example",
+    "nginx-http2.conf": "test_nginx_http2_example",
     "tls_context.py": "test_tls_context",
     "gunicorn.conf.py": "test_gunicorn_config_file",
     "custom_worker.py": "test_custom_gunicorn_worker",
     "logging.json": "test_json_logging_example",
+    "extensions.py": "test_extensions_example",
 }
 
 
@@ -332,28 +334,45 @@ class Script(Proc):
         return [sys.executable, *self.argv]
 
 
-def test_getting_started_session(example_server) -> None:
-    text = (DOCS / "guides" / "getting-started.md").read_text()
-    blocks = fences(text)
-    serve = next(body for lang, body in blocks if lang == "sh" and body.strip() == "palfrey main:app")
-    index = next(i for i, (lang, body) in enumerate(blocks) if lang == "sh" and "curl" in body)
-    curl_line, expected = blocks[index][1].strip(), blocks[index + 1][1]
-    port = free_port()
-    server = example_server(*shlex.split(serve)[1:], env={"PALFREY_PORT": str(port)})
-    assert server.port == port
-    assert server.wait_for_log("Application startup complete.")
+def run_curl_session(example_server, page: str, serve: str) -> int:
+    """Start the page's ``serve`` command (an ``sh`` block of its own) on a free port, then
+    run each ``sh`` block that is one curl command there: the ``text`` block after it
+    lists lines curl's output must hold, in that order. Returns how many ran."""
+    blocks = fences((DOCS / page).read_text())
+    command = next(body.strip() for lang, body in blocks if lang == "sh" and body.strip() == serve)
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed (.ci/run installs it)")
-    words = shlex.split(curl_line.replace(":8000", f":{port}"))
-    output = subprocess.run(
-        [curl, *words[1:]], capture_output=True, text=True, timeout=10, check=False
-    )
-    assert output.returncode == 0, output.stderr
-    got = output.stdout.replace("\r\n", "\n").splitlines()
-    for line in expected.strip().splitlines():
-        assert line in got, (line, got)
-    assert any(line.startswith("date: ") for line in got)
+    port = free_port()
+    server = example_server(*shlex.split(command)[1:], env={"PALFREY_PORT": str(port)})
+    assert server.port == port
+    sessions = [
+        (body.strip(), blocks[i + 1][1])
+        for i, (lang, body) in enumerate(blocks[:-1])
+        if lang == "sh" and body.strip().startswith("curl ") and blocks[i + 1][0] == "text"
+    ]
+    for curl_line, expected in sessions:
+        words = shlex.split(curl_line.replace(":8000", f":{port}"))
+        output = subprocess.run(
+            [curl, *words[1:]], capture_output=True, text=True, timeout=10, check=False
+        )
+        assert output.returncode == 0, (curl_line, output.stderr)
+        got = [line.rstrip() for line in output.stdout.replace("\r\n", "\n").splitlines()]
+        assert any(line.startswith("date: ") for line in got), got
+        position = 0
+        for line in expected.strip().splitlines():
+            assert line in got[position:], (curl_line, line, got)
+            position = got.index(line, position) + 1
+    return len(sessions)
+
+
+def test_getting_started_session(example_server) -> None:
+    assert run_curl_session(example_server, "guides/getting-started.md", "palfrey main:app") == 1
+
+
+def test_http2_guide_sessions(example_server) -> None:
+    """Prior knowledge and the h2c upgrade, with curl, as the HTTP/2 guide shows them."""
+    assert run_curl_session(example_server, "guides/http2.md", "palfrey main:app --http2") == 2
 
 
 def test_embedded_run() -> None:
@@ -417,6 +436,19 @@ def test_streaming(example_server) -> None:
     assert chunked == b"16\r\nreceived 200000 bytes\n\r\n5\r\ndone\n\r\n0\r\n\r\n"
 
 
+def test_extensions_example(example_server) -> None:
+    """extensions.py: a 103 with the Link value, then the file (by pathsend) as the body."""
+    from tests.conftest import RawConn
+
+    server = example_server("extensions:app", "--port", "0")
+    with RawConn(server.port) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        hints = conn.read_response()
+        assert (hints.status, hints.get_all("link")) == (103, [b"</style.css>; rel=preload; as=style"])
+        final = conn.read_response()
+        assert final.status == 200 and final.body == (EXAMPLES / "extensions.py").read_bytes()
+
+
 def test_nginx_example(example_server, tmp_path: Path) -> None:
     from tests.support import NGINX
 
@@ -452,6 +484,52 @@ def test_nginx_example(example_server, tmp_path: Path) -> None:
         assert data.endswith(b"client=127.0.0.1 scheme=http\n"), data
         with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
             assert ws.recv(timeout=5) == "client=127.0.0.1 scheme=ws\n"
+
+
+def test_nginx_http2_example(example_server, tmp_path: Path) -> None:
+    """nginx-http2.conf: HTTP/2 over TLS to nginx, h2c (grpc_pass) to Palfrey; a WebSocket
+    through the /ws/ location, by HTTP/1.1."""
+    from tests.support import NGINX
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    trustme = pytest.importorskip("trustme")
+    from websockets.sync.client import connect
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    conf = (EXAMPLES / "nginx-http2.conf").read_text()
+    documented = next(
+        line.split("#", 1)[1].split() for line in conf.splitlines() if "palfrey whoami:app" in line
+    )
+    port = free_port()
+    assert "--port" in documented and conf.count("127.0.0.1:8000") == 2
+    documented[documented.index("--port") + 1] = str(port)
+    assert "listen 443 ssl http2;" in conf and "/etc/ssl/palfrey/" in conf
+    conf = (
+        conf.replace("listen 443 ssl http2;", "listen 127.0.0.1:{port} ssl http2;")
+        .replace("/etc/ssl/palfrey/", f"{tmp_path}/")
+        .replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    )
+    server = example_server(*documented[1:])
+    assert server.port == port
+    def client_context() -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        return context
+
+    with running_nginx(tmp_path, conf) as proxy:
+        with httpx.Client(http2=True, verify=client_context(), timeout=10) as client:
+            response = client.get(f"https://127.0.0.1:{proxy}/?via=nginx")
+        assert response.http_version == "HTTP/2", response
+        assert response.text == "client=127.0.0.1 scheme=https\n"
+        # nginx spoke HTTP/2 to Palfrey (the client address is X-Forwarded-For's: port 0).
+        assert server.wait_for_log(r'127\.0\.0\.1:0 - "GET /\?via=nginx HTTP/2" 200', "stdout", 5)
+        # (httpx has set ALPN h2 on its context: a WebSocket client offers http/1.1 only.)
+        with connect(f"wss://127.0.0.1:{proxy}/ws/", ssl=client_context(), open_timeout=5) as ws:
+            assert ws.recv(timeout=5) == "client=127.0.0.1 scheme=wss\n"
 
 
 def test_tls_context(tmp_path: Path) -> None:

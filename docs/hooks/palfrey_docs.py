@@ -7,6 +7,7 @@ A page asks for a generated part with a marker on a line of its own::
 and the hook replaces it (an unknown marker fails the build). The parts:
 
   cli-options      every option of the ``palfrey`` command, by --help group (palfrey.cli)
+  h2-options       the same rows for --http2 and the --h2-* options (the HTTP/2 guide)
   env-vars         every PALFREY_* variable, plus the other variables src/palfrey reads
   config-params    every ``Config`` parameter: default, type, CLI option, meaning
   uvicorn-cli      the CLI compared with Uvicorn 0.54's (same, differs, Palfrey-only)
@@ -118,19 +119,28 @@ def cli_options_markdown() -> str:
     order = ["Arguments", *GROUPS]
     out = []
     for group in sorted(groups, key=lambda g: order.index(g) if g in order else 99):
-        out += [f"### {group}", "", "| option | default | environment | meaning |", "|---|---|---|---|"]
-        for param in groups[group]:
-            envvar = param.envvar
-            if param.name == "headers":
-                envvar = "PALFREY_HEADER"  # read by cli.py itself: one Name:Value per line
-            env = f"`{envvar}`" if envvar else ""
-            default = "" if param.name in ("help", "version") else show_default(param.default)
-            out.append(
-                f"| {option_flags(param)} | {default} | {env} | {_cell(param.help or '')} |"
-            )
-        out.append("")
+        out += [f"### {group}", "", *_option_table(groups[group]), ""]
     out.append("`-h` / `--help` shows the same list, grouped the same way.")
     return "\n".join(out)
+
+
+def _option_table(params: list[Any]) -> list[str]:
+    """The rows of an option table (option, default, environment, meaning)."""
+    rows = ["| option | default | environment | meaning |", "|---|---|---|---|"]
+    for param in params:
+        envvar = param.envvar
+        if param.name == "headers":
+            envvar = "PALFREY_HEADER"  # read by cli.py itself: one Name:Value per line
+        env = f"`{envvar}`" if envvar else ""
+        default = "" if param.name in ("help", "version") else show_default(param.default)
+        rows.append(f"| {option_flags(param)} | {default} | {env} | {_cell(param.help or '')} |")
+    return rows
+
+
+def h2_options_markdown() -> str:
+    """--http2 and the --h2-* options (the HTTP/2 guide)."""
+    params = [p for p in cli_params() if p.name == "http2" or p.name.startswith("h2_")]
+    return "\n".join(_option_table(params))
 
 
 # -- the environment --------------------------------------------------------------------------
@@ -364,6 +374,7 @@ def capacity_markdown() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "cli-options": cli_options_markdown,
+    "h2-options": h2_options_markdown,
     "env-vars": env_vars_markdown,
     "config-params": config_params_markdown,
     "uvicorn-cli": uvicorn_cli_markdown,
