@@ -605,6 +605,19 @@ def test_custom_gunicorn_worker() -> None:
         server.stop()
 
 
+def test_access_log_format_session(example_server) -> None:
+    """The --access-log-format command of the access-log page, and the line it shows."""
+    blocks = fences((DOCS / "reference" / "access-log.md").read_text())
+    index = next(i for i, (lang, body) in enumerate(blocks)
+                 if lang == "sh" and "--access-log-format" in body)
+    command, sample = blocks[index][1].strip(), blocks[index + 1][1].strip()
+    server = example_server(*shlex.split(command)[1:], "--port", "0")
+    response = httpx.get(server.url("/?q=1"), headers={"user-agent": "curl/8.5.0"}, timeout=5)
+    assert response.status_code == 200
+    expected = re.escape(sample).replace("142us", r"\d+us")
+    assert server.wait_for_log(f"^{expected}$", "stdout", 5), server.lines("stdout")
+
+
 def test_json_logging_example():
     """docs/examples/logging.json: every line on stdout is a JSON object."""
     config = EXAMPLES / "logging.json"
