@@ -138,6 +138,7 @@ DYNAMIC = {
     ("workers.py", "message"): None,
     ("lifespan.py", "message['message']"): "lifespan.startup.failed",  # the app's own text
     ("pyx", "ERROR_MESSAGES[status]"): None,  # every value of ERROR_MESSAGES (below)
+    ("http2.py", "ERROR_MESSAGES[status]"): None,  # the same, for HTTP/2 streams
 }
 # `raise StartupError(str(exc))`: bind errors, as the OS words them.
 STARTUP_ERROR_DYNAMIC = {"str(exc)": "[Errno 98] Address already in use"}

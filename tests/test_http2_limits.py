@@ -20,6 +20,7 @@ from tests.h2_support import (
     assert_served,
     data_frame,
     h2_servers,  # noqa: F401 - fixture
+    module_h2_servers,  # noqa: F401 - fixture
     palfrey_h2_only,
     request_headers,
 )
@@ -84,3 +85,65 @@ def test_frame_over_max_frame_size_is_a_frame_size_error(h2_servers):  # noqa: F
         assert raw.status(3) is None, raw.describe()
         assert raw.goaway is not None and raw.goaway.error_code == FRAME_SIZE_ERROR, raw.describe()
     assert_served(server)
+
+
+# -- the limits HTTP/1.1 applies, over HTTP/2 too (SPEC 2, beyond Uvicorn) --------------------
+
+
+@pytest.fixture(scope="module")
+def limited(module_h2_servers):  # noqa: F811
+    return module_h2_servers("--limit-body-size", "1000", "--limit-target-size", "200",
+                             "--limit-header-count", "10", "--timeout-request-body", "1")
+
+
+def test_content_length_over_limit_body_size_is_413(limited):
+    with RawH2(limited.port) as raw:
+        raw.send(raw.headers_frame(1, request_headers(
+            "/echo", "POST", extra=[(b"content-length", b"5000")]), end_stream=False))
+        assert raw.wait_for(lambda: raw.status(1) is not None), raw.describe()
+        assert raw.status(1) == 413 and raw.resets.get(1) == 0, raw.describe()  # NO_ERROR
+    assert_served(limited)
+
+
+def test_streamed_body_over_limit_body_size_is_413(limited):
+    with RawH2(limited.port) as raw:
+        raw.send(raw.headers_frame(1, request_headers("/upload?t=0", "POST"), end_stream=False))
+        raw.send([data_frame(1, b"x" * 600), data_frame(1, b"x" * 600)])
+        assert raw.wait_for(lambda: 1 in raw.resets or raw.stream_done(1)), raw.describe()
+        assert raw.status(1) in (413, None), raw.describe()  # 413, or a reset once it began
+        assert 1 in raw.resets, raw.describe()
+    assert_served(limited)
+
+
+@pytest.mark.parametrize(("extra", "path", "status"), [
+    ([], "/" + "p" * 300, 414),
+    ([(b"x-h%d" % i, b"v") for i in range(11)], "/hello", 431),
+])
+def test_target_and_field_count_limits(limited, extra, path, status):
+    with RawH2(limited.port) as raw:
+        raw.send(raw.headers_frame(1, request_headers(path, extra=extra)))
+        assert raw.wait_for(lambda: raw.stream_done(1)), raw.describe()
+        assert raw.status(1) == status, raw.describe()
+    assert_served(limited)
+
+
+def test_stalled_body_gets_408(limited):
+    """A stream that opens a body and sends nothing more (slowloris over HTTP/2) is answered
+    408 after --timeout-request-body, while the connection stays usable."""
+    with RawH2(limited.port) as raw:
+        raw.send(raw.headers_frame(1, request_headers("/upload?t=0", "POST"), end_stream=False))
+        assert raw.wait_for(lambda: raw.status(1) is not None, 10), raw.describe()
+        assert raw.status(1) == 408, raw.describe()
+        raw.send(raw.headers_frame(3, request_headers("/hello")))
+        assert raw.wait_for(lambda: raw.stream_done(3)) and raw.status(3) == 200, raw.describe()
+
+
+def test_unread_request_body_is_stopped_after_the_response(h2_servers):  # noqa: F811
+    """RFC 9113 8.1: a complete response while the client still sends a body the app will
+    not read: RST_STREAM(NO_ERROR) after it, so the client stops."""
+    server = h2_servers()
+    with RawH2(server.port) as raw:
+        raw.send(raw.headers_frame(1, request_headers("/hello", "POST"), end_stream=False))
+        raw.send(data_frame(1, b"x" * 100))
+        assert raw.wait_for(lambda: 1 in raw.resets), raw.describe()
+        assert raw.status(1) == 200 and raw.resets[1] == 0, raw.describe()

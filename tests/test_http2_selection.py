@@ -199,6 +199,23 @@ def test_tls_http11_clients_still_served(tls_server, certs, offer):  # noqa: F81
         sock.close()
 
 
+@palfrey_h2_only
+def test_no_h2c_upgrade_over_tls(tls_server, certs):  # noqa: F811
+    """h2c is HTTP/2 in cleartext only (RFC 9113 3.1): over TLS the upgrade request is
+    served as plain HTTP/1.1, never answered 101."""
+    sock = open_socket(tls_server.port, certs.client_context(("http/1.1",)))
+    try:
+        sock.sendall(h2c_upgrade_request("/hello"))
+        data = b""
+        while b"Hello, world!" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+    finally:
+        sock.close()
+
+
 # -- HTTP/1.1 on an --http2 server, and a server without --http2 ------------------------------
 
 

@@ -145,8 +145,8 @@ cdef class RequestCycle:
                 more_body = _get(message, "more_body", False)
                 body = _get(message, "body", b"")
                 self.responder.send_body(self, body, more_body)
-                if self.ctx.access_log_format is not None:
-                    self.response_bytes += len(body)
+                if self.ctx.access_log_format is not None and not self.head_request:
+                    self.response_bytes += len(body)  # as sent: HEAD sends none
             elif message_type == MSG_PATHSEND or message_type == MSG_ZEROCOPYSEND:
                 more_body = await self._send_file(message, message_type)
             else:

@@ -69,6 +69,34 @@ cdef dict h2_scope(ServerContext ctx, list headers, object server, object client
     return scope
 
 
+def h2_request_status(ServerContext ctx, list headers):
+    """0 for a request within the limits HTTP/1.1 also applies, else the status to refuse
+    it with: 414 (--limit-target-size, on :path), 431 (--limit-header-count), 413 (a
+    Content-Length over --limit-body-size). The header list's size is h2's to bound
+    (--h2-max-header-list-size)."""
+    cdef Py_ssize_t fields = 0
+    cdef tuple pair
+    for header in headers:
+        pair = <tuple>header
+        name = <bytes>pair[0]
+        if PyBytes_GET_SIZE(name) and PyBytes_AS_STRING(name)[0] == b":":
+            if name == b":path" and PyBytes_GET_SIZE(<bytes>pair[1]) > ctx.limit_target_size:
+                return 414
+            continue
+        fields += 1
+        if (name == b"content-length" and ctx.limit_body_size >= 0
+                and _content_length_over(<bytes>pair[1], ctx.limit_body_size)):
+            return 413
+    return 431 if fields > ctx.limit_header_count else 0
+
+
+cdef bint _content_length_over(bytes value, long long limit):
+    try:
+        return _parse_content_length(value) > limit
+    except RuntimeError:
+        return False  # not a number: h2 refuses the request
+
+
 cdef list _h2_fields(object headers, HeaderFacts* facts, bint drop_length):
     """The app's fields for h2: validated as HTTP/1.1's, names lower-cased (RFC 9113 8.2),
     the connection-specific ones dropped (RFC 9113 8.2.2), and Content-Length too where
@@ -252,6 +280,10 @@ cdef class H2Stream(Responder):
     @property
     def app_running(self):
         return self.cycle is not None and self.cycle.app_state != APP_DONE
+
+    @property
+    def response_started(self):
+        return self.cycle is not None and self.cycle.response_state != RESPONSE_PENDING
 
     @property
     def response_done(self):

@@ -77,12 +77,12 @@ cdef class ServerContext:
     cdef Py_ssize_t limit_concurrency      # -1: none (connections and running requests)
     cdef readonly double timeout_keep_alive  # seconds an idle connection stays open
     cdef double timeout_request_header     # seconds a request head may take to arrive
-    cdef double timeout_request_body       # seconds an upload may stall between reads
+    cdef readonly double timeout_request_body  # seconds an upload may stall between reads
     cdef Py_ssize_t limit_header_size      # bytes of one request head -> 431
     cdef Py_ssize_t limit_header_line_size # bytes of one header line -> 431
-    cdef Py_ssize_t limit_header_count     # fields in one request head -> 431
-    cdef Py_ssize_t limit_target_size      # bytes of the request target -> 414
-    cdef long long limit_body_size         # bytes of one request body -> 413; -1: none
+    cdef readonly Py_ssize_t limit_header_count  # fields in one request head -> 431
+    cdef readonly Py_ssize_t limit_target_size  # bytes of the request target -> 414
+    cdef readonly long long limit_body_size  # bytes of one request body -> 413; -1: none
     cdef public double now                 # loop time at the last tick (seconds)
     cdef bytearray read_buffer     # every connection's reads land here (see _HttpCore)
     cdef object read_view          # memoryview of read_buffer, handed to the loop

@@ -575,10 +575,11 @@ cdef class _HttpCore(Responder):
                 self.state = CONN_UPGRADING
                 self.upgrade_scope = self._build_scope()
                 return 0
-            if (self.upgrade_h2c and ctx.h2_protocol is not None
+            if (self.upgrade_h2c and ctx.h2_protocol is not None and self.scheme == "http"
                     and not (self.parser.flags & ll.F_CHUNKED or self.parser.content_length > 0)):
-                # RFC 7540 3.2: answered 101 and served as HTTP/2 stream 1 (only without a
-                # body: one would have to be read whole first; a server may decline).
+                # RFC 7540 3.2: answered 101 and served as HTTP/2 stream 1 (only in
+                # cleartext, RFC 9113 3.1, and only without a body: one would have to be
+                # read whole first; a server may decline).
                 self.state = CONN_UPGRADING
                 self.upgrade_scope = self._build_scope()
                 return 0

@@ -45,9 +45,10 @@ from hyperframe.frame import GoAwayFrame
 from wsproto.extensions import Extension
 from wsproto.utilities import split_comma_header
 
-from palfrey._parser import FlowControl, H2Stream, connection_addresses
+from palfrey._parser import FlowControl, H2Stream, connection_addresses, h2_request_status
 from palfrey.protocols.common import (
     ERROR_CONTENT_TYPE,
+    ERROR_MESSAGES,
     error_body,
     linger_and_close,
     tls_extension,
@@ -161,15 +162,21 @@ class _Entry:
     """What the connection keeps of one of its streams: an HTTP exchange (``stream``) or a
     WebSocket (``websocket``)."""
 
-    __slots__ = ("stream_id", "stream", "websocket", "task", "unacked", "outbound")
+    __slots__ = (
+        "stream_id", "stream", "websocket", "task", "unacked", "outbound", "body_received",
+        "last_input", "request_ended",
+    )  # fmt: skip
 
-    def __init__(self, stream_id: int) -> None:
+    def __init__(self, stream_id: int, now: float) -> None:
         self.stream_id = stream_id
         self.stream: H2Stream | None = None
         self.websocket: H2StreamTransport | None = None
         self.task: asyncio.Task[None] | None = None
         self.unacked = 0  # flow-controlled bytes received, not yet acknowledged
         self.outbound: _Outbound | None = None
+        self.body_received = 0  # bytes of request body (--limit-body-size)
+        self.last_input = now  # loop time of the request's last frame (--timeout-request-body)
+        self.request_ended = False  # the client's END_STREAM came
 
     def active(self) -> bool:
         """Its app still runs (HTTP), or it is still open (WebSocket)."""
@@ -313,8 +320,17 @@ class H2Protocol(asyncio.Protocol):
             self.ctx.error_logger.warning("Exceeded concurrency limit.")
             self._respond_with_error(stream_id, 503)
             return
-        entry = self.entries[stream_id] = _Entry(stream_id)
         headers = event.headers
+        status = h2_request_status(self.ctx, headers)
+        if status:
+            # The limits HTTP/1.1 applies (SPEC 2, beyond Uvicorn): 413, 414, 431.
+            self.ctx.error_logger.warning(ERROR_MESSAGES[status])
+            self._respond_with_error(stream_id, status)
+            if not event.stream_ended:
+                self._reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 8.1: stop sending
+            return
+        entry = self.entries[stream_id] = _Entry(stream_id, self.loop.time())
+        entry.request_ended = event.stream_ended
         if self.settings.websocket is not None and (b":protocol", b"websocket") in headers:
             self._start_websocket(entry, headers)
             return
@@ -336,7 +352,7 @@ class H2Protocol(asyncio.Protocol):
         scope["http_version"] = "2"
         scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in _HTTP1_ONLY_FIELDS]
         scope["extensions"] = {**scope.get("extensions", {}), "http.response.trailers": {}}
-        entry = self.entries[1] = _Entry(1)
+        entry = self.entries[1] = _Entry(1, self.loop.time())
         entry.stream = H2Stream(self, 1)
         self.last_stream_id = 1
         entry.task = entry.stream.start_with_scope(self.ctx, scope)
@@ -362,8 +378,14 @@ class H2Protocol(asyncio.Protocol):
             self._acknowledge(stream_id, size)  # nobody will read it: let the window go on
             return
         entry.unacked += size
+        entry.last_input = self.loop.time()
         if entry.websocket is not None:
             entry.websocket.feed(event.data)
+            return
+        entry.body_received += len(event.data)
+        limit = self.ctx.limit_body_size
+        if 0 <= limit < entry.body_received:
+            self._refuse_stream(entry, 413)
         elif event.data:
             entry.stream.receive_body(event.data)
 
@@ -371,6 +393,7 @@ class H2Protocol(asyncio.Protocol):
         entry = self.entries.get(stream_id)
         if entry is None:
             return
+        entry.request_ended = True
         if entry.websocket is not None:
             entry.websocket.peer_ended()
         else:
@@ -386,6 +409,23 @@ class H2Protocol(asyncio.Protocol):
             entry.websocket.lost()
         else:
             entry.stream.disconnect()
+        self._forget_if_done(entry)
+
+    def _refuse_stream(self, entry: _Entry, status: int) -> None:
+        """A request that broke a limit while its app ran (413, 408): the app hears a
+        disconnect; the client gets the status if no response began, else a reset."""
+        self.ctx.error_logger.warning(ERROR_MESSAGES[status])
+        stream = entry.stream
+        started = stream.response_started
+        stream.disconnect()
+        self._wake(entry)
+        entry.outbound = None
+        entry.request_ended = True  # no more is read
+        if started:
+            self._reset(entry.stream_id, ErrorCodes.CANCEL)
+        else:
+            self._respond_with_error(entry.stream_id, status)
+            self._reset(entry.stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 8.1: stop sending
         self._forget_if_done(entry)
 
     def _respond_with_error(self, stream_id: int, status: int) -> None:
@@ -455,7 +495,16 @@ class H2Protocol(asyncio.Protocol):
     def stream_response_complete(self, stream: H2Stream) -> None:
         entry = self.entries.get(stream.stream_id)
         if entry is not None:
+            self._stop_unread_request(entry)
             self._forget_if_done(entry)
+
+    def _stop_unread_request(self, entry: _Entry) -> None:
+        """The response is complete (and sent) but the client is still sending a body the
+        app will not read: ask it to stop (RFC 9113 8.1: RST_STREAM with NO_ERROR)."""
+        if entry.outbound is None and not entry.request_ended and entry.stream is not None \
+                and entry.stream.response_done:
+            entry.request_ended = True
+            self._reset(entry.stream_id, ErrorCodes.NO_ERROR)
 
     def stream_abort(self, stream: H2Stream) -> None:
         """The app failed after its response began: reset the stream (RFC 9113 8.1.1)."""
@@ -548,6 +597,7 @@ class H2Protocol(asyncio.Protocol):
                 conn.end_stream(stream_id)
             entry.outbound = None
             sent = True
+            self._stop_unread_request(entry)
         if outbound.size <= STREAM_OUTPUT_HIGH:
             self._wake(entry, outbound)
         if sent:
@@ -662,10 +712,21 @@ class H2Protocol(asyncio.Protocol):
     # -- called by the server (ServerContext) ---------------------------------------------------
 
     def check_idle(self, now: float) -> None:
-        """--timeout-keep-alive: a connection with no stream this long gets GOAWAY(NO_ERROR)."""
-        if not self.entries and not self.closed and now - self.idle_since >= self.ctx.timeout_keep_alive:
-            self.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.last_stream_id)
-            self._close()
+        """Once a second: --timeout-keep-alive closes a connection with no stream this long
+        (GOAWAY(NO_ERROR)); --timeout-request-body answers 408 on a stream whose body
+        stalls while its window is open (slowloris over HTTP/2)."""
+        if self.closed:
+            return
+        if not self.entries:
+            if now - self.idle_since >= self.ctx.timeout_keep_alive:
+                self.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.last_stream_id)
+                self._close()
+            return
+        timeout = self.ctx.timeout_request_body
+        for entry in list(self.entries.values()):
+            if (entry.stream is not None and not entry.request_ended and not entry.unacked
+                    and now - entry.last_input >= timeout and not entry.stream.response_done):
+                self._refuse_stream(entry, 408)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY with the last stream taken (RFC 9113 6.8); the streams
