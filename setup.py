@@ -3,8 +3,8 @@
 PALFREY_SANITIZE=<clang -fsanitize list> builds it for testing under sanitizers, with clang
 (``$CC``, default ``clang``), ``-O1 -g`` and frame pointers, unstripped:
 
-    PALFREY_SANITIZE=address,undefined     AddressSanitizer + UBSan (scripts/sanitize.sh)
-    PALFREY_SANITIZE=fuzzer-no-link,address  coverage for libFuzzer/atheris (scripts/fuzz-native.sh)
+    PALFREY_SANITIZE=address,undefined       ASan + UBSan: python -m tests.sanitize
+    PALFREY_SANITIZE=fuzzer-no-link,address  libFuzzer coverage: python -m tests.fuzz --native
 
 Such a build only loads with the sanitizer runtime preloaded (LD_PRELOAD): never ship it.
 """
