@@ -40,11 +40,9 @@ ROOT = HERE.parent.parent
 SEEDS = HERE / "corpus" / "seeds"
 REGRESSIONS = HERE / "corpus" / "regressions"
 MAX_LEN = 4096
-TARGET_NAMES = ["protocol", "split", "websocket", "response"]  # targets.TARGETS, without importing it here
+TARGET_NAMES = ["protocol", "split", "websocket", "response"]  # targets.TARGETS, not imported
 # libFuzzer's own deadline per input: anything slower is a hang.
 INPUT_TIMEOUT_S = 10
-
-
 NATIVE = HERE / "corpus" / "native"  # minimised by --merge, one directory per target
 NATIVE_SANITIZE = "fuzzer-no-link,address"
 # Python leaks by design at exit; ASan's own leak check is no finding of ours.
@@ -85,8 +83,27 @@ def atheris_child(target_name: str, libfuzzer_args: list[str]) -> None:
     # wsproto and the WebSocket glue are Python: instrumented, they steer the websocket target.
     with atheris.instrument_imports(include=["tests.fuzz", "wsproto", "palfrey.protocols"]):
         from tests.fuzz import targets
-    atheris.Setup([sys.argv[0], *libfuzzer_args], targets.TARGETS[target_name])
+    # libFuzzer starts its merge and fork workers by running argv[0] again: the launcher.
+    argv0 = os.environ.get("PALFREY_FUZZ_LAUNCHER", sys.argv[0])
+    atheris.Setup([argv0, *libfuzzer_args], targets.TARGETS[target_name])
     atheris.Fuzz()
+
+
+def child_command(python: str, target: str, workdir: Path) -> list[str]:
+    """``python -m tests.fuzz --child TARGET --`` as an executable of its own, so that
+    libFuzzer can run it again for -merge and -fork (the env var tells the child its name)."""
+    launcher = workdir / f"launch-{target}"
+    launcher.write_text(f'#!/bin/sh\nexec "{python}" -m tests.fuzz --child {target} -- "$@"\n')
+    launcher.chmod(0o755)
+    return [str(launcher)]
+
+
+def child_env(launcher: str, native: Native | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PALFREY_FUZZ_LAUNCHER=launcher)  # fmt: skip
+    if native:
+        env.update(native.env)
+    return env
 
 
 def run_atheris(target: str, seconds: int, workdir: Path, native: Native | None = None,
@@ -108,11 +125,9 @@ def run_atheris(target: str, seconds: int, workdir: Path, native: Native | None 
     ]
     if jobs > 1:  # libFuzzer's fork mode: one corpus, `jobs` processes, crashes still stop it
         args[:0] = [f"-fork={jobs}", "-ignore_crashes=0"]
-    python = native.python if native else sys.executable
-    cmd = [python, "-m", "tests.fuzz", "--child", target, "--", *args]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if native:
-        env.update(native.env)
+    launcher = child_command(native.python if native else sys.executable, target, workdir)
+    cmd = [*launcher, *args]
+    env = child_env(launcher[0], native)
     started = time.monotonic()
     # Bounded: libFuzzer stops itself at max_total_time; the margin covers start and a
     # last slow input.
@@ -141,14 +156,11 @@ def merge(native: Native | None, workdir: Path, into: Path) -> None:
         merged = workdir / f"merged-{target}"
         shutil.rmtree(merged, ignore_errors=True)
         merged.mkdir()
-        python = native.python if native else sys.executable
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        if native:
-            env.update(native.env)
+        launcher = child_command(native.python if native else sys.executable, target, workdir)
         dirs = [str(merged), str(grown)] + ([str(final)] if final.is_dir() else [])
-        subprocess.run([python, "-m", "tests.fuzz", "--child", target, "--", "-merge=1",
-                        f"-max_len={MAX_LEN}", *dirs], cwd=ROOT, env=env, check=True,
-                       capture_output=True, timeout=3600)  # fmt: skip
+        subprocess.run([*launcher, "-merge=1", f"-max_len={MAX_LEN}", *dirs], cwd=ROOT,
+                       env=child_env(launcher[0], native), check=True, capture_output=True,
+                       timeout=3600)  # fmt: skip
         shutil.rmtree(final, ignore_errors=True)
         final.mkdir(parents=True)
         for path in merged.iterdir():
