@@ -43,6 +43,9 @@ def test_the_command_line_knows_every_target():
 
 
 @pytest.mark.fuzz
+@pytest.mark.skipif(bool(os.environ.get("LD_PRELOAD")),
+                    reason="atheris' own libFuzzer under a preloaded sanitizer runtime: "
+                    "the sanitizer run fuzzes with --native instead")  # fmt: skip
 @pytest.mark.parametrize("target", sorted(targets.TARGETS))
 def test_short_fuzz_run_finds_nothing(target: str, tmp_path: Path):
     proc = subprocess.run(
