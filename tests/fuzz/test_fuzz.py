@@ -129,6 +129,10 @@ KNOWN_RESPONSES = {
     # transfer-encoding: chunked, gzip: framed chunked although chunked is not the last coding.
     "te-chunked-not-last": response.Script(status=200, pipelined=True, bodies=[(b"abcd", False)],
                                            headers=[(b"transfer-encoding", b"chunked, gzip")]),
+    # A complete response, then one message too many (RuntimeError in the app): the close is
+    # followed by the pipelined request's app call and a write of its response.
+    "pipelined-after-app-error": response.Script(status=200, pipelined=True,
+                                                 bodies=[(b"", False), (b"", False)]),
 }  # fmt: skip
 
 
