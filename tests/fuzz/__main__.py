@@ -158,9 +158,10 @@ def merge(native: Native | None, workdir: Path, into: Path) -> None:
         merged.mkdir()
         launcher = child_command(native.python if native else sys.executable, target, workdir)
         dirs = [str(merged), str(grown)] + ([str(final)] if final.is_dir() else [])
-        subprocess.run([*launcher, "-merge=1", f"-max_len={MAX_LEN}", *dirs], cwd=ROOT,
-                       env=child_env(launcher[0], native), check=True, capture_output=True,
-                       timeout=3600)  # fmt: skip
+        # Edges only (not hit counts): the smallest corpus that keeps what was reached.
+        subprocess.run([*launcher, "-merge=1", "-use_counters=0", f"-max_len={MAX_LEN}", *dirs],
+                       cwd=ROOT, env=child_env(launcher[0], native), check=True,
+                       capture_output=True, timeout=3600)  # fmt: skip
         shutil.rmtree(final, ignore_errors=True)
         final.mkdir(parents=True)
         for path in merged.iterdir():
