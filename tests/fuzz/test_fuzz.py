@@ -116,33 +116,37 @@ def test_native_short_fuzz_run_finds_nothing(tmp_path: Path):
         assert result["coverage"] > 500, result
 
 
-# KNOWN CORE ISSUES found by the response target (tests/fuzz/response.py), kept as strict
-# xfails so that each fix is noticed: remove the name from response.KNOWN_CORE_ISSUES with it.
-KNOWN_RESPONSES = {
+# The core issues the response target found (tests/fuzz/response.py), each as a case: those
+# still in response.KNOWN_CORE_ISSUES are strict xfails, so that each fix is noticed (then
+# remove the name there); the fixed ones must pass.
+RESPONSE_CASES = {
     # http.response.start with 103: sent as if final, keep-alive; the client then takes the
     # pipelined request's 200 as the answer to this one.
     "interim-final-status": response.Script(status=103, pipelined=True,
                                             bodies=[(b"", False)]),
-    # transfer-encoding: chunked from the app, request HTTP/1.0: sent chunked (RFC 9112 6.1).
-    "te-to-http10": response.Script(http10=True, status=200, bodies=[(b"abcd", False)],
-                                    headers=[(b"transfer-encoding", b"chunked")]),
     # transfer-encoding: chunked, gzip: framed chunked although chunked is not the last coding.
     "te-chunked-not-last": response.Script(status=200, pipelined=True, bodies=[(b"abcd", False)],
                                            headers=[(b"transfer-encoding", b"chunked, gzip")]),
-    # A complete response, then one message too many (RuntimeError in the app): the close is
-    # followed by the pipelined request's app call and a write of its response.
+    # transfer-encoding: chunked from the app, request HTTP/1.0 (RFC 9112 6.1).
+    "te-to-http10": response.Script(http10=True, status=200, bodies=[(b"abcd", False)],
+                                    headers=[(b"transfer-encoding", b"chunked")]),
+    # A complete response, then one message too many (RuntimeError in the app), with a
+    # pipelined request behind it: nothing may be written after the close.
     "pipelined-after-app-error": response.Script(status=200, pipelined=True,
                                                  bodies=[(b"", False), (b"", False)]),
 }  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="core: see response.KNOWN_CORE_ISSUES")
-@pytest.mark.parametrize("name", sorted(KNOWN_RESPONSES))
-def test_known_response_issue(name: str, monkeypatch):
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="core issue, see response.py"))
+    if name in response.KNOWN_CORE_ISSUES else name
+    for name in sorted(RESPONSE_CASES)
+])  # fmt: skip
+def test_response_case(name: str, monkeypatch):
     monkeypatch.setattr(response, "KNOWN_CORE_ISSUES", response.KNOWN_CORE_ISSUES - {name})
     driver = response.ResponseDriver()
     try:
-        script = KNOWN_RESPONSES[name]
+        script = RESPONSE_CASES[name]
         outcome = driver.run(script)
         response.check_response(script, driver.record, outcome)
     finally:
