@@ -8,6 +8,7 @@ Needs clang and its runtime (Debian: ``apt-get install clang libclang-rt-dev``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -37,9 +38,10 @@ def python_of(venv: Path) -> Path:
 
 def build(venv: Path, sanitize: str, rebuild: bool = False) -> Path:
     """Make ``venv`` (if needed) with Palfrey built under ``-fsanitize=<sanitize>`` and the
-    test extras; return its python. Rebuilt when asked, or when the flags differ."""
+    test extras; return its python. Rebuilt when asked, or when the flags or sources differ."""
     stamp = venv / "palfrey-sanitize"
-    if not rebuild and stamp.exists() and stamp.read_text() == sanitize:
+    wanted = f"{sanitize} {source_digest()}"
+    if not rebuild and stamp.exists() and stamp.read_text() == wanted:
         return python_of(venv)
     if shutil.which(CLANG) is None:
         sys.exit(f"{CLANG} not found: apt-get install clang libclang-rt-dev")
@@ -58,8 +60,18 @@ def build(venv: Path, sanitize: str, rebuild: bool = False) -> Path:
     # A local directory is always rebuilt and reinstalled.
     subprocess.run([str(python_of(venv)), "-m", "pip", "install", "-q", f"{src}[test]"],
                    env=env, check=True)  # fmt: skip
-    stamp.write_text(sanitize)
+    stamp.write_text(wanted)
     return python_of(venv)
+
+
+def source_digest() -> str:
+    """sha256 of what the build is made of (setup.py, src/, vendor/): a change rebuilds."""
+    digest = hashlib.sha256()
+    paths = [ROOT / "setup.py", *(ROOT / "src").rglob("*"), *(ROOT / "vendor").rglob("*")]
+    for path in sorted(paths):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".so", ".c"):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def libfuzzer_runtime(venv: Path) -> Path:
