@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import sys
+import time
 
 from tests.apps import respond, respond_json, scope_app  # noqa: F401  (re-exported)
 
@@ -62,11 +64,38 @@ def asgi2_app(scope):
     return instance
 
 
+class Tracked:
+    """A WSGI response iterable that logs (stderr) how many chunks it gave and when its
+    close() is called: ``wsgi-close NAME after N chunks``. ``fail_at`` raises at that chunk."""
+
+    def __init__(self, name: str, count: int, interval: float = 0.0, fail_at: int = -1) -> None:
+        self.name, self.count, self.interval, self.fail_at = name, count, interval, fail_at
+        self.given = 0
+
+    def __iter__(self):
+        for i in range(self.count):
+            if i == self.fail_at:
+                raise RuntimeError(f"wsgi {self.name} failed at chunk {i}")
+            if i and self.interval:
+                time.sleep(self.interval)
+            self.given += 1
+            yield b"chunk%d;" % i
+
+    def close(self) -> None:
+        print(f"wsgi-close {self.name} after {self.given} chunks", file=sys.stderr, flush=True)
+
+
 def wsgi_app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return (b"chunk%d;" % i for i in range(5))
+        return Tracked("stream", 5)
+    if path == "/drip":  # a chunk every 0.5 s for 20 s
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Tracked("drip", 40, interval=0.5)
+    if path == "/fail-mid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Tracked("fail-mid", 5, fail_at=2)
     if path == "/echo":
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

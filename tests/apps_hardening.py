@@ -8,6 +8,8 @@
     /upload          reads the whole body, answers its length
     /debug           live counts of the server's own objects (see ``debug_counts``)
     anything else    200 `ok`
+
+WebSocket requests (any path) are accepted and echoed until the client closes.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def debug_counts() -> dict[str, int]:
     """What a vanished client could leave behind: connections and request cycles of the
     compiled core, asyncio tasks, open file descriptors and resident memory."""
     gc.collect()
-    counts = _count_instances({"HttpProtocol", "RequestCycle"})
+    counts = _count_instances({"HttpProtocol", "RequestCycle", "WebSocketProtocol"})
     counts["tasks"] = len(asyncio.all_tasks())
     counts["fds"] = len(os.listdir("/proc/self/fd"))
     with open("/proc/self/statm") as statm:
@@ -115,6 +117,18 @@ ROUTES = {"/echo": r_echo, "/slow": r_slow, "/stream": r_stream, "/upload": r_up
           "/debug": r_debug}
 
 
+async def ws_echo(scope, receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "bytes": message.get("bytes"),
+                        "text": message.get("text")})  # fmt: skip
+        else:
+            return
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -122,6 +136,8 @@ async def app(scope, receive, send):
             await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket":
+        return await ws_echo(scope, receive, send)
     qs = parse_qs(scope["query_string"].decode("latin-1"))
     q = {k: v[-1] for k, v in qs.items()}
     await ROUTES.get(scope["path"], r_ok)(scope, receive, send, q)

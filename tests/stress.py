@@ -2,7 +2,7 @@
 tests and for the long runs reported in the notes:
 
     python -m tests.stress slowloris --seconds 20 --connections 200
-    python -m tests.stress soak --seconds 180
+    python -m tests.stress soak --seconds 1800 --limit-concurrency 64   # the 30-minute soak
     python -m tests.stress shutdown --requests 50
 
 Each command starts its own server (tests.apps_hardening:app, 127.0.0.1, a free port),
@@ -112,6 +112,10 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+# What a connection leaves behind if it leaks: the core's objects, the app tasks, descriptors.
+LIVE_KEYS = ("HttpProtocol", "RequestCycle", "WebSocketProtocol", "tasks", "proc_fds")
+
+
 async def debug_counts(port: int) -> dict[str, int]:
     return json.loads((await get(port, "/debug")).body)
 
@@ -124,7 +128,7 @@ async def wait_for_baseline(port: int, pid: int, baseline: dict, timeout: float)
     while time.monotonic() < deadline:
         counts = await debug_counts(port)
         counts["proc_fds"] = open_fds(pid)
-        if all(counts[k] <= baseline[k] for k in ("HttpProtocol", "RequestCycle", "tasks", "proc_fds")):
+        if all(counts[k] <= baseline[k] for k in LIVE_KEYS):
             return counts
         await asyncio.sleep(0.2)
     return counts
@@ -236,13 +240,17 @@ async def slowloris(port: int, connections: int, seconds: float, header_timeout:
 @dataclass
 class SoakResult:
     seconds: float = 0.0
-    requests_ok: int = 0
+    requests_ok: int = 0  # honest requests answered correctly (WebSocket echoes included)
     aborted_mid_request: int = 0
     aborted_mid_response: int = 0
+    by_kind: dict = field(default_factory=dict)  # client kind -> runs completed
     unexpected_errors: list[str] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)  # t, fds, rss_kib
     baseline: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
+    # Least-squares slopes over the samples after the first fifth (warm-up): per minute.
+    fds_per_min: float = 0.0
+    rss_kib_per_min: float = 0.0
 
 
 async def _keep_alive_gets(port: int, result: SoakResult, rng: random.Random) -> None:
@@ -267,6 +275,51 @@ async def _upload(port: int, result: SoakResult, rng: random.Random) -> None:
         if reply.status != 200 or reply.body != b"%d" % len(body):
             raise AssertionError(f"upload of {len(body)}: {reply.status} {reply.body[:80]!r}")
         result.requests_ok += 1
+    finally:
+        writer.close()
+
+
+async def _pipelined(port: int, result: SoakResult, rng: random.Random) -> None:
+    n = rng.randint(2, 16)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(b"".join(request("GET", f"/echo?p={i}") for i in range(n)))
+        for i in range(n):
+            reply = await read_reply(reader)
+            if reply.status != 200 or json.loads(reply.body)["target"] != f"/echo?p={i}":
+                raise AssertionError(f"pipelined {i} of {n}: {reply}")
+            result.requests_ok += 1
+    finally:
+        writer.close()
+
+
+async def _slow_upload(port: int, result: SoakResult, rng: random.Random) -> None:
+    """An upload in pieces with pauses in between (a slow but honest client)."""
+    pieces = [rng.randbytes(rng.randint(1, 20_000)) for _ in range(rng.randint(2, 8))]
+    size = sum(map(len, pieces))
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request("POST", "/upload")[:-2].replace(b"Content-Length: 0",
+                     b"Content-Length: %d" % size) + b"\r\n")  # fmt: skip
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(rng.random() * 0.3)
+        reply = await read_reply(reader)
+        if reply.status != 200 or reply.body != b"%d" % size:
+            raise AssertionError(f"slow upload of {size}: {reply.status} {reply.body[:80]!r}")
+        result.requests_ok += 1
+    finally:
+        writer.close()
+
+
+async def _websocket(port: int, result: SoakResult, rng: random.Random) -> None:
+    reader, writer = await ws_open(port)
+    try:
+        for i in range(rng.randint(1, 50)):
+            await ws_echo_once(reader, writer, rng.randbytes(rng.randint(0, 125)))
+            result.requests_ok += 1
+        await ws_close(reader, writer)
     finally:
         writer.close()
 
@@ -302,7 +355,8 @@ async def _vanish_mid_response(port: int, result: SoakResult, rng: random.Random
     result.aborted_mid_response += 1
 
 
-SOAK_MIX = [(_keep_alive_gets, 4), (_upload, 2), (_stream, 2), (_vanish_mid_request, 1),
+SOAK_MIX = [(_keep_alive_gets, 4), (_pipelined, 2), (_upload, 2), (_slow_upload, 1),
+            (_stream, 2), (_websocket, 2), (_vanish_mid_request, 1),
             (_vanish_mid_response, 1)]  # fmt: skip
 
 
@@ -313,6 +367,7 @@ async def _soak_worker(port: int, deadline: float, result: SoakResult, seed: int
         kind = rng.choice(kinds)
         try:
             await asyncio.wait_for(kind(port, result, rng), 30)
+            result.by_kind[kind.__name__] = result.by_kind.get(kind.__name__, 0) + 1
         except Exception as exc:  # noqa: BLE001 -- every failure is counted and reported, none is fatal
             result.unexpected_errors.append(f"{kind.__name__}: {type(exc).__name__}: {exc}"[:300])
 
@@ -336,7 +391,112 @@ async def soak(port: int, pid: int, seconds: float, workers: int = 16,
     result.after = await wait_for_baseline(port, pid, result.baseline, timeout=15)
     result.samples.append({"t": round(time.monotonic() - started, 1), "fds": open_fds(pid),
                            "rss_kib": rss_kib(pid), "after_load": True})  # fmt: skip
+    steady = [x for x in result.samples if not x.get("after_load") and x["t"] >= seconds / 5]
+    result.fds_per_min = round(slope_per_min(steady, "fds"), 3)
+    result.rss_kib_per_min = round(slope_per_min(steady, "rss_kib"), 1)
     return result
+
+
+def slope_per_min(samples: list[dict], key: str) -> float:
+    """Least-squares slope of ``key`` against ``t`` (seconds), per minute; 0 for < 2 samples."""
+    if len(samples) < 2:
+        return 0.0
+    ts = [x["t"] for x in samples]
+    ys = [x[key] for x in samples]
+    mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
+    var = sum((t - mt) ** 2 for t in ts)
+    return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var if var else 0.0
+
+
+# -- churn: many short connections, then nothing may be left ------------------------------------------
+
+WS_KEY = b"c3RyZXNzc3RyZXNzc3RyZQ=="  # any 16 bytes, base64
+
+
+def ws_handshake(path: str = "/ws") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: stress\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n").encode() + (
+            b"Sec-WebSocket-Key: " + WS_KEY + b"\r\n\r\n")  # fmt: skip
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (masked, RFC 6455 5.3), payload under 126 bytes."""
+    mask = os.urandom(4)
+    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))  # fmt: skip
+
+
+async def ws_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(ws_handshake())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+    if not head.startswith(b"HTTP/1.1 101 "):
+        raise AssertionError(f"no 101: {head[:80]!r}")
+    return reader, writer
+
+
+async def ws_echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       payload: bytes) -> None:  # fmt: skip
+    writer.write(ws_frame(0x2, payload))
+    head = await asyncio.wait_for(reader.readexactly(2), READ_TIMEOUT)
+    echoed = await asyncio.wait_for(reader.readexactly(head[1] & 0x7F), READ_TIMEOUT)
+    if head[0] != 0x82 or echoed != payload:
+        raise AssertionError(f"bad echo {head!r} {echoed[:40]!r}")
+
+
+async def ws_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The closing handshake from the client side: close frame, the server's, then EOF."""
+    writer.write(ws_frame(0x8, struct.pack("!H", 1000)))
+    head = await asyncio.wait_for(reader.readexactly(2), READ_TIMEOUT)
+    await asyncio.wait_for(reader.readexactly(head[1] & 0x7F), READ_TIMEOUT)
+    if head[0] != 0x88:
+        raise AssertionError(f"expected a close frame, got {head!r}")
+    await asyncio.wait_for(reader.read(), READ_TIMEOUT)
+    writer.close()
+
+
+async def _churn_one(port: int, i: int) -> None:
+    """Connection ``i``: one of five ways to open and end a connection, in turn."""
+    way = i % 5
+    if way == 0:  # request, response, orderly close
+        reply = await get(port, f"/echo?i={i}")
+        if reply.status != 200:
+            raise AssertionError(f"GET: {reply.status}")
+    elif way == 1:  # keep-alive request answered, then the client vanishes (RST)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(request("GET", "/"))
+        await read_reply(reader)
+        abort(writer)
+    elif way == 2:  # half a request, then gone
+        _, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"POST /upload HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\nab")
+        await writer.drain()
+        abort(writer)
+    elif way == 3:  # WebSocket: echo, closing handshake
+        reader, writer = await ws_open(port)
+        await ws_echo_once(reader, writer, b"%d" % i)
+        await ws_close(reader, writer)
+    else:  # WebSocket: echo, then the client vanishes without a close frame
+        reader, writer = await ws_open(port)
+        await ws_echo_once(reader, writer, b"%d" % i)
+        abort(writer)
+
+
+async def churn(port: int, total: int, concurrency: int = 32) -> list[str]:
+    """Open and end ``total`` connections, ``concurrency`` at a time (HTTP and WebSocket,
+    orderly and abrupt: ``_churn_one``); returns the errors (none expected)."""
+    errors: list[str] = []
+    next_i = iter(range(total))
+
+    async def worker() -> None:
+        for i in next_i:
+            try:
+                await asyncio.wait_for(_churn_one(port, i), 30)
+            except Exception as exc:  # noqa: BLE001 -- counted, the run goes on
+                errors.append(f"{i} ({i % 5}): {type(exc).__name__}: {exc}"[:200])
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors
 
 
 # -- graceful shutdown under load --------------------------------------------------------------------
@@ -451,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--sample-every", type=float, default=10)
+    p.add_argument("--limit-concurrency", type=int, default=64,
+                   help="the server's; above --workers, so honest clients never get a 503")
     p = sub.add_parser("shutdown")
     p.add_argument("--requests", type=int, default=50)
     p.add_argument("--slow", type=float, default=3)
@@ -463,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     elif args.command == "soak":
-        server = _start()
+        server = _start("--limit-concurrency", str(args.limit_concurrency))
         try:
             out = asdict(asyncio.run(soak(server.port, server.pid, args.seconds, args.workers,
                                           args.sample_every)))  # fmt: skip

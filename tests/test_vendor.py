@@ -86,4 +86,7 @@ def test_the_built_module_does_not_contain_the_lenient_setters():
     # them (setup.py), so not even a symbol or a debug string of them ships.
     import palfrey._parser
 
-    assert b"set_lenient" not in Path(palfrey._parser.__file__).read_bytes()
+    built = Path(palfrey._parser.__file__).read_bytes()
+    if b"__asan_init" in built:
+        pytest.skip("a PALFREY_SANITIZE build keeps every function and its debug info")
+    assert b"set_lenient" not in built

@@ -23,6 +23,7 @@ from typing import Any
 from click import style
 
 from palfrey.config import TICK_SECONDS, Config, StartupError, log_running, socket_from_fd
+from palfrey.listener import AcceptingServer
 
 HANDLED_SIGNALS = (
     signal.SIGINT,  # Ctrl+C
@@ -68,7 +69,7 @@ class Server:
         self.should_exit = False
         self.force_exit = False
         self.last_notified = 0.0
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[AcceptingServer] = []
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop serve() runs on
         self._captured_signals: list[int] = []
         self.limit_max_requests: int | None = None  # drawn when serving starts
@@ -211,10 +212,12 @@ class Server:
         if sockets is not None:
             # Sockets bound by a parent (workers, reload, gunicorn): serve each one.
             for sock in sockets:
+                server = await loop.create_server(
+                    create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog,
+                    start_serving=False,
+                )
                 self.servers.append(
-                    await loop.create_server(
-                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
-                    )
+                    AcceptingServer(loop, server, create_protocol, config.ssl, config.backlog)
                 )
             return sockets
 
@@ -224,10 +227,12 @@ class Server:
                 sock=socket_from_fd(config.fd),
                 ssl=config.ssl,
                 backlog=config.backlog,
+                start_serving=False,
             )
         elif config.uds is not None:
             server = await loop.create_unix_server(
-                create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog
+                create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog,
+                start_serving=False,
             )
             os.chmod(config.uds, 0o666)  # any local user may connect (SPEC.md section 5)
         else:
@@ -239,8 +244,10 @@ class Server:
                 port=config.port,
                 ssl=config.ssl,
                 backlog=config.backlog,
+                start_serving=False,
             )
-        self.servers = [server]
+        # The loop only binds: listening and accepting are listener.py's (out of descriptors).
+        self.servers = [AcceptingServer(loop, server, create_protocol, config.ssl, config.backlog)]
         return list(server.sockets or [])
 
     def _log_started_message(self, listeners: Sequence[socket.socket]) -> None:

@@ -4,6 +4,14 @@
     python -m tests.fuzz --target split --seconds 600    # one target, ten minutes
     python -m tests.fuzz --engine random --seconds 30    # no atheris: seeded random mutations
     python -m tests.fuzz --replay FILE...                # run saved inputs through every target
+    python -m tests.fuzz --native --seconds 600 --jobs 2 # the compiled code instrumented too
+
+With --native the extension is built with clang under ``-fsanitize=fuzzer-no-link,address``
+into its own virtualenv (``--native-venv``, default build/fuzz-native; tests/native_build.py)
+and each child runs there with ASan's runtime and libFuzzer preloaded, so libFuzzer steers
+by the edges of _parser.pyx, _websocket.pxi and llhttp as well as the instrumented Python,
+and any memory error in them is a crash. ``--merge DIR`` then minimises the corpora the runs
+grew into DIR (libFuzzer -merge=1): what tests/fuzz/corpus/native keeps.
 
 Each atheris run is a child process (libFuzzer exits the process when it stops), started
 from a fresh copy of tests/fuzz/corpus/seeds and regressions; a crashing input is written to
@@ -32,13 +40,37 @@ ROOT = HERE.parent.parent
 SEEDS = HERE / "corpus" / "seeds"
 REGRESSIONS = HERE / "corpus" / "regressions"
 MAX_LEN = 4096
-TARGET_NAMES = ["protocol", "split", "websocket"]  # targets.TARGETS, without importing it here
+TARGET_NAMES = ["protocol", "split", "websocket", "response"]  # targets.TARGETS, not imported
 # libFuzzer's own deadline per input: anything slower is a hang.
 INPUT_TIMEOUT_S = 10
+NATIVE = HERE / "corpus" / "native"  # minimised by --merge, one directory per target
+NATIVE_SANITIZE = "fuzzer-no-link,address"
+# Python leaks by design at exit; ASan's own leak check is no finding of ours.
+NATIVE_ASAN_OPTIONS = "detect_leaks=0:allocator_may_return_null=1:verify_asan_link_order=0"
 
 
 def corpus_files() -> list[Path]:
     return sorted(p for d in (SEEDS, REGRESSIONS) for p in d.iterdir() if p.is_file())
+
+
+def native_files(target: str) -> list[Path]:
+    d = NATIVE / target
+    return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+class Native:
+    """The instrumented build: its python and what it runs with."""
+
+    def __init__(self, venv: Path, rebuild: bool = False) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests import native_build
+
+        self.python = str(native_build.build(venv, NATIVE_SANITIZE, rebuild))
+        # libFuzzer first: its coverage callbacks must win over the no-op ones in ASan's
+        # runtime (which then cannot check that it comes first: verify_asan_link_order=0).
+        preload = [native_build.libfuzzer_runtime(venv), native_build.asan_runtime()]
+        self.env = {"LD_PRELOAD": " ".join(map(str, preload)),
+                    "ASAN_OPTIONS": NATIVE_ASAN_OPTIONS}  # fmt: skip
 
 
 # -- atheris, in a child process ---------------------------------------------------------------
@@ -51,14 +83,34 @@ def atheris_child(target_name: str, libfuzzer_args: list[str]) -> None:
     # wsproto and the WebSocket glue are Python: instrumented, they steer the websocket target.
     with atheris.instrument_imports(include=["tests.fuzz", "wsproto", "palfrey.protocols"]):
         from tests.fuzz import targets
-    atheris.Setup([sys.argv[0], *libfuzzer_args], targets.TARGETS[target_name])
+    # libFuzzer starts its merge and fork workers by running argv[0] again: the launcher.
+    argv0 = os.environ.get("PALFREY_FUZZ_LAUNCHER", sys.argv[0])
+    atheris.Setup([argv0, *libfuzzer_args], targets.TARGETS[target_name])
     atheris.Fuzz()
 
 
-def run_atheris(target: str, seconds: int, workdir: Path) -> dict:
+def child_command(python: str, target: str, workdir: Path) -> list[str]:
+    """``python -m tests.fuzz --child TARGET --`` as an executable of its own, so that
+    libFuzzer can run it again for -merge and -fork (the env var tells the child its name)."""
+    launcher = workdir / f"launch-{target}"
+    launcher.write_text(f'#!/bin/sh\nexec "{python}" -m tests.fuzz --child {target} -- "$@"\n')
+    launcher.chmod(0o755)
+    return [str(launcher)]
+
+
+def child_env(launcher: str, native: Native | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PALFREY_FUZZ_LAUNCHER=launcher)  # fmt: skip
+    if native:
+        env.update(native.env)
+    return env
+
+
+def run_atheris(target: str, seconds: int, workdir: Path, native: Native | None = None,
+                jobs: int = 1) -> dict:  # fmt: skip
     corpus = workdir / f"corpus-{target}"
     corpus.mkdir(parents=True, exist_ok=True)
-    for path in corpus_files():
+    for path in [*corpus_files(), *native_files(target)]:
         shutil.copy(path, corpus / path.name)
     artifacts = workdir / f"artifacts-{target}"
     artifacts.mkdir(exist_ok=True)
@@ -71,8 +123,11 @@ def run_atheris(target: str, seconds: int, workdir: Path) -> dict:
         f"-artifact_prefix={artifacts}/",
         str(corpus),
     ]
-    cmd = [sys.executable, "-m", "tests.fuzz", "--child", target, "--", *args]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if jobs > 1:  # libFuzzer's fork mode: one corpus, `jobs` processes, crashes still stop it
+        args[:0] = [f"-fork={jobs}", "-ignore_crashes=0"]
+    launcher = child_command(native.python if native else sys.executable, target, workdir)
+    cmd = [*launcher, *args]
+    env = child_env(launcher[0], native)
     started = time.monotonic()
     # Bounded: libFuzzer stops itself at max_total_time; the margin covers start and a
     # last slow input.
@@ -83,10 +138,41 @@ def run_atheris(target: str, seconds: int, workdir: Path) -> dict:
     crashes = sorted(str(p) for p in artifacts.iterdir())
     if proc.returncode != 0 and not crashes:
         crashes = [f"exit {proc.returncode}"]
-    if crashes:
+    reports = re.findall(r"==\d+==ERROR: (?:AddressSanitizer|LeakSanitizer): .*", proc.stderr)
+    (workdir / f"log-{target}.txt").write_text(proc.stderr)
+    if crashes or reports:
         sys.stderr.write(proc.stderr[-6000:])
-    return {"target": target, "engine": "atheris", "seconds": round(elapsed, 1),
-            "executions": executions, "crashes": crashes}  # fmt: skip
+    return {"target": target, "engine": "atheris-native" if native else "atheris",
+            "seconds": round(elapsed, 1), "executions": executions, "jobs": jobs,
+            "coverage": _final_cov(proc.stderr), "corpus": len(list(corpus.iterdir())),
+            "crashes": crashes, "sanitizer_reports": reports}  # fmt: skip
+
+
+def merge(native: Native | None, workdir: Path, into: Path) -> None:
+    """Minimise each target's grown corpus (and what ``into`` holds) into ``into/TARGET``."""
+    for grown in sorted(workdir.glob("corpus-*")):
+        target = grown.name.removeprefix("corpus-")
+        final = into / target
+        merged = workdir / f"merged-{target}"
+        shutil.rmtree(merged, ignore_errors=True)
+        merged.mkdir()
+        launcher = child_command(native.python if native else sys.executable, target, workdir)
+        dirs = [str(merged), str(grown)] + ([str(final)] if final.is_dir() else [])
+        # Edges only (not hit counts): the smallest corpus that keeps what was reached.
+        subprocess.run([*launcher, "-merge=1", "-use_counters=0", f"-max_len={MAX_LEN}", *dirs],
+                       cwd=ROOT, env=child_env(launcher[0], native), check=True,
+                       capture_output=True, timeout=3600)  # fmt: skip
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir(parents=True)
+        for path in merged.iterdir():
+            shutil.copy(path, final / path.name)
+        print(f"{target}: {len(list(final.iterdir()))} inputs in {final}")
+
+
+def _final_cov(stderr: str) -> int:
+    """The last ``cov:`` figure libFuzzer printed (edges seen, Python and native)."""
+    found = re.findall(r"\bcov: (\d+)", stderr)
+    return int(found[-1]) if found else 0
 
 
 def _final_stat(stderr: str, name: str) -> int:
@@ -177,23 +263,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="random engine seed")
     parser.add_argument("--workdir", default=None, help="default: a new temporary directory")
     parser.add_argument("--replay", nargs="+", metavar="FILE")
+    parser.add_argument("--native", action="store_true",
+                        help="instrument the compiled extension too (clang, ASan; see above)")
+    parser.add_argument("--native-venv", default=str(ROOT / "build" / "fuzz-native"))
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the --native build")
+    parser.add_argument("--jobs", type=int, default=1, help="atheris: processes per target")
+    parser.add_argument("--merge", metavar="DIR", default=None,
+                        help="after the runs, minimise the grown corpora into DIR/TARGET")
     args = parser.parse_args(argv)
     if args.replay:
         return replay(args.replay)
     engine = args.engine or ("atheris" if _has_atheris() else "random")
+    native = Native(Path(args.native_venv), args.rebuild) if args.native else None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="palfrey-fuzz-"))
     workdir.mkdir(parents=True, exist_ok=True)
     targets = TARGET_NAMES if args.target == "all" else [args.target]
     results = []
     for target in targets:
         if engine == "atheris":
-            results.append(run_atheris(target, args.seconds, workdir))
+            results.append(run_atheris(target, args.seconds, workdir, native, args.jobs))
         else:
             results.append(run_random(target, args.seconds, workdir, args.seed))
+    if args.merge:
+        merge(native, workdir, Path(args.merge))
     print(f"workdir: {workdir}")
     for result in results:
         print(json.dumps(result))
-    return 1 if any(r["crashes"] for r in results) else 0
+    return 1 if any(r["crashes"] or r.get("sanitizer_reports") for r in results) else 0
 
 
 def _has_atheris() -> bool:

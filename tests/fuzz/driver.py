@@ -147,7 +147,7 @@ class Outcome:
 class Driver:
     """One event loop and one ServerContext shared by every connection it runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, app=fuzz_app) -> None:
         self.loop = asyncio.new_event_loop()
         self.errors = _ErrorCounter()
         error_logger = logging.getLogger("palfrey.fuzz.error")
@@ -157,7 +157,7 @@ class Driver:
         access_logger = logging.getLogger("palfrey.fuzz.access")
         access_logger.propagate = False
         self.ctx = ServerContext(
-            app=fuzz_app, loop=self.loop, app_state={}, root_path="",
+            app=app, loop=self.loop, app_state={}, root_path="",
             default_headers=[(b"server", b"palfrey")], date_header=True, access_log=False,
             error_logger=error_logger, access_logger=access_logger,
             limit_concurrency=None, timeout_keep_alive=5.0, timeout_request_header=10.0,

@@ -6,6 +6,8 @@
     websocket  split points as for split, the rest is what a client sends after a WebSocket
                handshake: the app must receive what wsproto alone reads from those bytes,
                and the echoes must be well-formed server frames
+    response   the bytes are what the app sends (status, headers, body messages) for a
+               request they also choose: the client must read exactly that (response.py)
 
 Neither needs atheris: the pytest replay and the random engine call them directly.
 """
@@ -13,6 +15,7 @@ Neither needs atheris: the pytest replay and the random engine call them directl
 from __future__ import annotations
 
 from tests.fuzz.driver import Driver, Outcome, check_invariants
+from tests.fuzz.response import response_target
 from tests.fuzz.ws_driver import WebSocketDriver, check_echoes, wsproto_reading
 
 MAX_SPLITS = 8
@@ -150,4 +153,5 @@ def coverage_hint(outcome: Outcome, statuses: list[int]) -> int:
     return kind
 
 
-TARGETS = {"protocol": protocol_target, "split": split_target, "websocket": websocket_target}
+TARGETS = {"protocol": protocol_target, "split": split_target, "websocket": websocket_target,
+           "response": response_target}

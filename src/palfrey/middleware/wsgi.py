@@ -8,7 +8,14 @@ message at a time, so neither side buffers a whole body:
 * each chunk the app yields is sent before the next is asked for (each waits on the
   loop's ``send()``), so a slow client holds back the app, not memory;
 * headers go out with the first non-empty chunk (PEP 3333 "start_response"), so an app
-  may still replace them with ``exc_info`` until then.
+  may still replace them with ``exc_info`` until then;
+* a client that goes away stops the iteration: the next chunk is not asked for and the
+  iterable's ``close()`` is called at once (PEP 3333), instead of running the app to its end.
+
+One loop task per request owns ``receive()``: it reads the body ahead of the app, at most
+``BODY_READ_AHEAD`` bytes, and once the body is complete waits for ``http.disconnect``. An app
+that streams a response while leaving more than that of an upload unread learns of a
+disconnect when it next reads ``wsgi.input``.
 
 Lifespan is acknowledged (a WSGI app has none); WebSocket requests are closed (403).
 Request headers whose names contain "_" are dropped: in the environ ``X_Forwarded_For``
@@ -21,6 +28,7 @@ import asyncio
 import concurrent.futures
 import io
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,38 +62,81 @@ class _Bridge:
                     raise _Disconnected("the request was abandoned") from None
 
 
-class _Input(io.RawIOBase):
-    """``wsgi.input``: the request body, read from ``receive()`` on demand."""
+# How much of the request body the loop reads ahead of what the app asked for (bytes); as
+# the core's own high-water mark, so a body the app does not read is not pulled into memory.
+BODY_READ_AHEAD = 65536
+
+
+class _Body:
+    """The request body and the client's presence, read by a task on the loop (``pump``) and
+    consumed by ``wsgi.input`` in the worker thread."""
 
     def __init__(self, bridge: _Bridge, receive: Any) -> None:
         self.bridge = bridge
         self.receive = receive
-        self.buffer = bytearray()
-        self.more = True
+        self.cond = threading.Condition()
+        self.buffer = bytearray()  # read from receive(), not yet taken by the app
+        self.more = True  # more body to come
+        self.disconnected = False  # the client went away (set on the loop)
+        self.waiting = False  # the app waits for more than the buffer holds
+        self.room = asyncio.Event()  # wakes the pump when it may read again
+
+    async def pump(self) -> None:
+        """Runs on the loop for the whole WSGI call (cancelled at its end)."""
+        while self.more:
+            while len(self.buffer) >= BODY_READ_AHEAD and not self.waiting:
+                self.room.clear()
+                await self.room.wait()
+            message = await self.receive()
+            with self.cond:
+                if message["type"] == "http.request":
+                    self.buffer += message.get("body", b"")
+                    self.more = message.get("more_body", False)
+                else:
+                    self.more = False
+                    self.disconnected = True
+                self.cond.notify_all()
+        # The body is complete: this returns when the client goes, or with the response.
+        if not self.disconnected and (await self.receive())["type"] == "http.disconnect":
+            self.disconnected = True
+
+    def take(self, wanted: int | None, line: bool = False) -> bytes:
+        """In the worker thread: up to ``wanted`` bytes (all, if None), or up to the first
+        line end when ``line``; waits for the pump until enough has come or the body ends."""
+        with self.cond:
+            while self.more and (
+                (wanted is None or len(self.buffer) < wanted)
+                and not (line and b"\n" in self.buffer)
+            ):
+                if self.bridge.abandoned or self.bridge.loop.is_closed():
+                    raise _Disconnected("the request was abandoned")
+                if not self.waiting:  # e.g. a line longer than the read-ahead
+                    self.waiting = True
+                    self.bridge.loop.call_soon_threadsafe(self.room.set)
+                self.cond.wait(_POLL_SECONDS)
+            self.waiting = False
+            n = len(self.buffer) if wanted is None else min(wanted, len(self.buffer))
+            if line:
+                end = self.buffer.find(b"\n", 0, n)
+                n = n if end == -1 else end + 1
+            data = bytes(self.buffer[:n])
+            del self.buffer[:n]
+            if self.more and len(self.buffer) < BODY_READ_AHEAD:
+                self.bridge.loop.call_soon_threadsafe(self.room.set)
+            return data
+
+
+class _Input(io.RawIOBase):
+    """``wsgi.input``: the request body, as the pump reads it."""
+
+    def __init__(self, body: _Body) -> None:
+        self.body = body
 
     def readable(self) -> bool:
         return True
 
-    def _fill(self, wanted: int | None) -> None:
-        while self.more and (wanted is None or len(self.buffer) < wanted):
-            message = self.bridge.call(self.receive())
-            if message["type"] != "http.request":  # http.disconnect
-                self.more = False
-                break
-            self.buffer += message.get("body", b"")
-            self.more = message.get("more_body", False)
-
-    def _take(self, n: int) -> bytes:
-        data = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return data
-
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            self._fill(None)
-            return self._take(len(self.buffer))
-        self._fill(size)
-        return self._take(size)
+        return self.body.take(None if size is None or size < 0 else size)
 
     def readinto(self, target: Any) -> int:
         data = self.read(len(target))
@@ -93,17 +144,7 @@ class _Input(io.RawIOBase):
         return len(data)
 
     def readline(self, size: int | None = -1) -> bytes:
-        while (
-            self.more
-            and b"\n" not in self.buffer
-            and (size is None or size < 0 or len(self.buffer) < size)
-        ):
-            self._fill(len(self.buffer) + 1)
-        end = self.buffer.find(b"\n")
-        n = len(self.buffer) if end == -1 else end + 1
-        if size is not None and size >= 0:
-            n = min(n, size)
-        return self._take(n)
+        return self.body.take(None if size is None or size < 0 else size, line=True)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         return list(iter(self.readline, b""))
@@ -183,20 +224,26 @@ class WSGIMiddleware:
     async def _http(self, scope: dict, receive: Any, send: Any) -> None:
         loop = asyncio.get_running_loop()
         bridge = _Bridge(loop)
-        environ = build_environ(scope, _Input(bridge, receive))
+        body = _Body(bridge, receive)
+        environ = build_environ(scope, _Input(body))
+        pump = loop.create_task(body.pump())
         try:
-            await loop.run_in_executor(self.executor, _Responder(self.app, bridge, send), environ)
+            await loop.run_in_executor(
+                self.executor, _Responder(self.app, bridge, body, send), environ
+            )
         finally:
             # A cancelled call (shutdown timeout) lets its thread go at the next wait.
             bridge.abandoned = True
+            pump.cancel()
 
 
 class _Responder:
     """One WSGI call, in the worker thread."""
 
-    def __init__(self, app: Any, bridge: _Bridge, send: Any) -> None:
+    def __init__(self, app: Any, bridge: _Bridge, body: _Body, send: Any) -> None:
         self.app = app
         self.bridge = bridge
+        self.body = body
         self.send = send
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
@@ -234,6 +281,8 @@ class _Responder:
         )
 
     def write(self, data: bytes) -> None:
+        if self.body.disconnected:
+            raise _Disconnected("the client went away")
         if not data:
             return
         if not self.headers_sent:
@@ -243,6 +292,12 @@ class _Responder:
         )
 
     def __call__(self, environ: dict[str, Any]) -> None:
+        try:
+            self._respond(environ)
+        except _Disconnected:
+            pass  # the client is gone, or the server stopped: nobody to answer, nothing to log
+
+    def _respond(self, environ: dict[str, Any]) -> None:
         result = self.app(environ, self.start_response)
         try:
             for chunk in result:
