@@ -36,13 +36,67 @@ def test_204_never_carries_content_length(rfc_server):
         assert conn.read_response().body == b"body"
 
 
-def test_1xx_never_carries_content_length(rfc_server):
-    # 103 from http.response.start is not a final answer ASGI allows, so the test uses a 1xx
-    # the app may start with: the core drops the fields all the same.
-    response, conn = raw_request(rfc_server.port, b"GET /?status=199 HTTP/1.1\r\nHost: a\r\n\r\n")
+@pytest.mark.parametrize("status", [100, 103, 199])
+def test_1xx_is_refused_as_a_final_status(rfc_server, status):
+    # A client takes a 1xx for an interim response and the pipelined request's answer for
+    # this one's (RFC 9110 15.2): refused, 500 and a close, nothing of the 1xx sent.
+    mark = rfc_server.mark()
+    request = b"GET /?status=%d HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    send_expect_error(rfc_server.port, request % status, 500)
+    assert rfc_server.wait_for_log(f"Invalid final HTTP status code {status}", mark=mark)
+
+
+@pytest.mark.parametrize("literal", ["200.0", "'200'", "True"])
+def test_a_status_that_is_not_an_int_is_refused(rfc_server, literal):
+    mark = rfc_server.mark()
+    send_expect_error(rfc_server.port, b"GET /odd?status=%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                      % literal.encode(), 500)
+    assert rfc_server.wait_for_log("Invalid HTTP status code", mark=mark)
+
+
+@pytest.mark.parametrize("query", ["te=chunked,gzip", "te=chunked&te=gzip",
+                                   "te=chunked,chunked", "te=chunked&te=chunked"])
+def test_app_transfer_encoding_must_end_in_chunked_once(rfc_server, query):
+    # RFC 9112 6.1: chunked last, or a client reads to the close; 7.1: never twice.
+    mark = rfc_server.mark()
+    send_expect_error(rfc_server.port, b"GET /fields?%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                      % query.replace(",", "%2C").encode(), 500)
+    assert rfc_server.wait_for_log("transfer-encoding must list chunked once and last", mark=mark)
+
+
+def test_a_repeated_content_length_goes_out_once(rfc_server):
+    # RFC 9110 8.6: equal values may be folded into one; strict clients refuse two fields.
+    response, conn = raw_request(
+        rfc_server.port, b"GET /fields?cl=4&cl=04&cl=4 HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     with conn:
-        assert response.status == 199
-        assert response.get("content-length") is None, response.head
+        assert response.get_all("content-length") == [b"4"], response.head
+        assert response.body == b"body"
+    send_expect_error(rfc_server.port, b"GET /fields?cl=4&cl=5 HTTP/1.1\r\nHost: a\r\n\r\n", 500)
+
+
+@pytest.mark.parametrize("query", ["te=gzip", "te=gzip,chunked", "te=gzip&te=chunked"])
+def test_app_transfer_encoding_ending_in_chunked_is_kept(rfc_server, query):
+    # Read raw: the client helper decodes no coding but chunked (and the body is no gzip).
+    with socket.create_connection(("127.0.0.1", rfc_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /fields?%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                     % query.replace(",", "%2C").encode())
+        data = b""
+        for _ in range(100):
+            if data.endswith(b"\r\n0\r\n\r\n"):
+                break
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        codings = b",".join(
+            line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"transfer-encoding:")
+        ).replace(b" ", b"").split(b",")
+        assert codings[-1] == b"chunked" and codings.count(b"chunked") == 1, head
+        assert body == b"4\r\nbody\r\n0\r\n\r\n", body
+        sock.settimeout(0.2)  # framed by the chunks: still open, nothing more
+        with pytest.raises(TimeoutError):
+            sock.recv(1)
 
 
 @pytest.mark.parametrize("status", [304])

@@ -202,9 +202,19 @@ cdef class RequestCycle:
         return 0
 
     cdef int _start(self, object message) except -1:
-        cdef int status = message["status"]
-        if not 100 <= status <= 599:
-            raise RuntimeError(f"Invalid HTTP status code {status!r}.")  # RFC 9110 15
+        cdef int status
+        value = message["status"]
+        # An int (HTTPStatus too), never a float or a string Cython would convert.
+        if not isinstance(value, int) or not 100 <= value <= 599:
+            raise RuntimeError(f"Invalid HTTP status code {value!r}.")  # RFC 9110 15
+        status = value
+        if status < 200:
+            # A client takes a 1xx for an interim response and whatever follows on the
+            # connection for the final one (RFC 9110 15.2): refused, as h11 does.
+            raise RuntimeError(
+                f"Invalid final HTTP status code {status}: 1xx responses are interim "
+                "(send 103 with http.response.early_hint)."
+            )
         self.trailers_expected = bool(_get(message, "trailers", False))
         self.responder.start_response(self, status, _get(message, "headers", ()))
         self.expect_continue = False  # too late: the response has begun

@@ -122,9 +122,8 @@ cdef list _h2_fields(object headers, HeaderFacts* facts, bint drop_length):
         if (kind == KIND_CONNECTION or kind == KIND_TRANSFER_ENCODING
                 or kind == KIND_CONNECTION_SPECIFIC):
             continue
-        if kind == KIND_CONTENT_LENGTH and drop_length:
+        if (kind == KIND_CONTENT_LENGTH and drop_length) or not _note_field(facts, kind, value):
             continue
-        _note_field(facts, kind, value)
         fields.append((name, value))
     return fields
 

@@ -42,7 +42,7 @@ cdef struct HeaderFacts:           # what an app's response header list says, re
     long long content_length       # -1: none given
     bint close                     # Connection lists "close"
     bint transfer_coded            # a Transfer-Encoding field was given
-    bint chunked                   # ... and it lists "chunked"
+    bint chunked                   # ... and its last coding is "chunked"
     bint server                    # the app sent its own Server field
     bint date                      # the app sent its own Date field
 

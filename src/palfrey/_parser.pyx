@@ -409,15 +409,19 @@ cdef class _HttpCore(Responder):
         error_pos = ll.llhttp_get_error_pos(&self.parser)
         if error_pos == NULL or error_pos < start or error_pos > self.in_data + self.in_end:
             return 400
-        # The target holds no space: it is the run of other bytes that ends at the error or
-        # at the spaces just before it (llhttp may stop on the byte after the target), and
-        # began after the space before that run (or before this read, its first part
-        # then already in `scratch`).
+        # The target holds no space, CR or LF: it is the run of other bytes that ends at the
+        # error or at the spaces just before it (llhttp may stop on the byte after the
+        # target), and began after the space before that run (or before this read, its first
+        # part then already in `scratch`). A CR or LF before the error ended the target
+        # there: llhttp handed it over whole, it is all in `scratch`.
         url_end = error_pos
         while url_end > start and url_end[-1] == b" ":
             url_end -= 1
         url_start = url_end
         while url_start > start and url_start[-1] != b" ":
+            if url_start[-1] == b"\r" or url_start[-1] == b"\n":
+                url_start = url_end
+                break
             url_start -= 1
         if self.scratch.length + (url_end - url_start) > self.ctx.limit_target_size:
             return 414

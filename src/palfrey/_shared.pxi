@@ -134,10 +134,14 @@ cdef inline bint _equal_lower(const char* data, const char* lower_token, size_t 
     return True
 
 
-cdef bint _has_token(bytes value, const char* token, size_t token_length):
-    """True when the comma-separated list `value` holds `token` (case-insensitive, RFC 9110 5.6.1)."""
+cdef int _count_token(bytes value, const char* token, size_t token_length, bint* last) noexcept:
+    """How many members of the comma-separated list `value` are `token` (case-insensitive,
+    RFC 9110 5.6.1); `last`: its last non-empty member is `token`."""
     cdef const char* data = PyBytes_AS_STRING(value)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(value), i = 0, start, end
+    cdef int count = 0
+    cdef bint match
+    last[0] = False
     while i <= n:
         start = i
         while i < n and data[i] != b",":
@@ -147,10 +151,19 @@ cdef bint _has_token(bytes value, const char* token, size_t token_length):
             start += 1
         while end > start and (data[end - 1] == b" " or data[end - 1] == b"\t"):
             end -= 1
-        if <size_t>(end - start) == token_length and _equal_lower(data + start, token, token_length):
-            return True
+        if end > start:  # empty members do not count (RFC 9110 5.6.1)
+            match = <size_t>(end - start) == token_length and _equal_lower(
+                data + start, token, token_length)
+            count += match
+            last[0] = match
         i += 1
-    return False
+    return count
+
+
+cdef inline bint _has_token(bytes value, const char* token, size_t token_length) noexcept:
+    """True when the comma-separated list `value` holds `token` (case-insensitive, RFC 9110 5.6.1)."""
+    cdef bint last
+    return _count_token(value, token, token_length, &last) > 0
 
 
 cdef HeaderKind _header_kind(const char* name, Py_ssize_t length):
@@ -207,23 +220,33 @@ cdef inline tuple _field_pair(header):
 
 
 cdef int _note_field(HeaderFacts* facts, HeaderKind kind, bytes value) except -1:
-    """Record what one app field says about framing and defaults."""
+    """Record what one app field says about framing and defaults. Returns 0 for a field
+    not to write (a repeated content-length), else 1."""
     cdef long long length
+    cdef int chunked
+    cdef bint last
     if kind == KIND_CONTENT_LENGTH:
         length = _parse_content_length(value)
-        if facts.content_length >= 0 and length != facts.content_length:
-            raise RuntimeError("Response has conflicting content-length headers.")  # RFC 9110 8.6
+        if facts.content_length >= 0:
+            if length != facts.content_length:
+                raise RuntimeError("Response has conflicting content-length headers.")
+            return 0  # one field is enough; strict clients refuse two (RFC 9110 8.6)
         facts.content_length = length
     elif kind == KIND_CONNECTION:
         facts.close = facts.close or _has_token(value, b"close", 5)
     elif kind == KIND_TRANSFER_ENCODING:
+        # The codings of all the fields in order: chunked, if there, once and last (RFC 9112
+        # 6.1, 7.1); else a client reads the body to the close, or unchunks it twice.
+        chunked = _count_token(value, b"chunked", 7, &last)
+        if facts.chunked or chunked > 1 or (chunked and not last):
+            raise RuntimeError("Response transfer-encoding must list chunked once and last.")
         facts.transfer_coded = True
-        facts.chunked = _has_token(value, b"chunked", 7)
+        facts.chunked = chunked == 1
     elif kind == KIND_SERVER:
         facts.server = True
     elif kind == KIND_DATE:
         facts.date = True
-    return 0
+    return 1
 
 
 cdef inline void _reset_facts(HeaderFacts* facts):
@@ -262,10 +285,10 @@ cdef int _encode_fields(ByteBuffer* out, object headers, HeaderFacts* facts,
         _buffer_append_lower(out, PyBytes_AS_STRING(name), name_length)
         kind = _header_kind(out.data + name_start, name_length)
         if ((kind == KIND_CONTENT_LENGTH and drop & DROP_LENGTH)
-                or (kind == KIND_TRANSFER_ENCODING and drop & DROP_CODING)):
+                or (kind == KIND_TRANSFER_ENCODING and drop & DROP_CODING)
+                or not _note_field(facts, kind, value)):
             out.length = name_start
             continue
-        _note_field(facts, kind, value)
         _buffer_append(out, b": ", 2)
         _buffer_append_bytes(out, value)
         _buffer_append(out, b"\r\n", 2)

@@ -227,9 +227,6 @@ def _dechunk(data: bytes) -> tuple[bytes, bytes, bool]:
 
 
 def check_response(script: Script, record: AppRecord, outcome: Outcome) -> None:
-    if outcome.writes_after_close and script.pipelined and record.refused is not None:
-        _known("pipelined-after-app-error", f"{outcome.writes_after_close} write(s) after close")
-        outcome.writes_after_close = 0
     _check_common(outcome)
     out = outcome.out
     if not record.accepted:
@@ -248,17 +245,12 @@ def check_response(script: Script, record: AppRecord, outcome: Outcome) -> None:
     sent_other = [h for h in sent if h[0] not in FRAMING_FIELDS]
     got_other = [h for h in view.headers if h[0] not in FRAMING_FIELDS]
     assert got_other[: len(sent_other)] == sent_other, (view.headers, sent)
-    if start["status"] < 200:
-        # The client takes it for an interim response and the next one for the final answer.
-        _known("interim-final-status", "an app's 1xx went out as its final response")
-        return
-    if script.http10 and view.values(b"transfer-encoding"):
-        _known("te-to-http10", "transfer-encoding in a response to HTTP/1.0 (RFC 9112 6.1)")
-        return
+    assert start["status"] >= 200, "an app's 1xx went out as its final response"
+    # RFC 9112 6.1: no transfer-encoding to HTTP/1.0; chunked once and last (6.1, 7.1).
+    assert not (script.http10 and view.values(b"transfer-encoding")), view.headers
     codings = view.codings()
-    if b"chunked" in codings and (codings[-1] != b"chunked" or codings.count(b"chunked") > 1):
-        _known("te-chunked-not-last", f"chunked not once and last: {codings}")
-        return
+    if b"chunked" in codings:
+        assert codings[-1] == b"chunked" and codings.count(b"chunked") == 1, codings
     view.frame()
     body = b"".join(bytes(m["body"]) for m in record.accepted[1:])
     complete = bool(record.accepted[1:]) and not record.accepted[-1]["more_body"]
@@ -283,27 +275,6 @@ def check_response(script: Script, record: AppRecord, outcome: Outcome) -> None:
         assert (again.status, again.body) == (200, AGAIN_BODY), (
             f"the pipelined response after it is garbled: {view.after[:120]!r}"
         )
-
-
-# KNOWN CORE ISSUES (found by this target, reported, not fixed here; each has a strict xfail
-# in test_fuzz.py). While a name is listed the fuzzer recognises the case and looks further;
-# remove it with the fix.
-#   interim-final-status  http.response.start with a 1xx status goes out as if final and the
-#                         connection stays open: the client reads the next response as the
-#                         answer to this request (desync).
-#   te-chunked-not-last   the encoder frames the body as chunked when the app's
-#                         transfer-encoding merely contains the token (_has_token): for
-#                         `chunked, gzip`, or `chunked` and `gzip` in two fields, a client reads
-#                         the chunks as they stand to the close (RFC 9112 6.3) or sees chunked
-#                         applied twice (RFC 9112 7.1: MUST NOT).
-# Fixed since, kept as cases in test_fuzz.py: te-to-http10 (the app's transfer-encoding sent
-# to an HTTP/1.0 client), pipelined-after-app-error (after an app error that followed a
-# complete response, the pipelined request's response written after the close).
-KNOWN_CORE_ISSUES = {"interim-final-status", "te-chunked-not-last"}
-
-
-def _known(name: str, message: str) -> None:
-    assert name in KNOWN_CORE_ISSUES, message
 
 
 def _check_common(outcome: Outcome) -> None:

@@ -116,15 +116,15 @@ def test_native_short_fuzz_run_finds_nothing(tmp_path: Path):
         assert result["coverage"] > 500, result
 
 
-# The core issues the response target found (tests/fuzz/response.py), each as a case: those
-# still in response.KNOWN_CORE_ISSUES are strict xfails, so that each fix is noticed (then
-# remove the name there); the fixed ones must pass.
+# The core issues the response target found (tests/fuzz/response.py), fixed since, each as a
+# case that must pass.
 RESPONSE_CASES = {
-    # http.response.start with 103: sent as if final, keep-alive; the client then takes the
-    # pipelined request's 200 as the answer to this one.
+    # http.response.start with 103: was sent as if final, keep-alive, and the client then took
+    # the pipelined request's 200 as the answer to this one. Now refused: 500 and a close.
     "interim-final-status": response.Script(status=103, pipelined=True,
                                             bodies=[(b"", False)]),
-    # transfer-encoding: chunked, gzip: framed chunked although chunked is not the last coding.
+    # transfer-encoding: chunked, gzip: was framed chunked although chunked is not the last
+    # coding (a client reads to the close). Now refused: 500 and a close.
     "te-chunked-not-last": response.Script(status=200, pipelined=True, bodies=[(b"abcd", False)],
                                            headers=[(b"transfer-encoding", b"chunked, gzip")]),
     # transfer-encoding: chunked from the app, request HTTP/1.0 (RFC 9112 6.1).
@@ -137,13 +137,8 @@ RESPONSE_CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="core issue, see response.py"))
-    if name in response.KNOWN_CORE_ISSUES else name
-    for name in sorted(RESPONSE_CASES)
-])  # fmt: skip
-def test_response_case(name: str, monkeypatch):
-    monkeypatch.setattr(response, "KNOWN_CORE_ISSUES", response.KNOWN_CORE_ISSUES - {name})
+@pytest.mark.parametrize("name", sorted(RESPONSE_CASES))
+def test_response_case(name: str):
     driver = response.ResponseDriver()
     try:
         script = RESPONSE_CASES[name]
@@ -153,19 +148,21 @@ def test_response_case(name: str, monkeypatch):
         driver.driver.close()
 
 
-# Found by the split target on the core with the 414 fix (f5c4e99): a target over the limit
-# (256 here) with a run of CRs inside still gets 414 in one read but 400 when the first read
-# ends early (at byte 60). Kept as a strict xfail for the core.
+# Found by the split target on the core with the 414 fix: a target (limit 256 here) ended by a
+# CR got 414 in one read, its bytes counted twice, but 400 when the first read ended early (at
+# byte 60). The CR ends the target at 133 bytes: 400 however the reads split it.
 SPLIT_DEPENDENT_CR_TARGET = (b"GET /x?" + b"x" * 130 + b"\r" * 16 + b"x" * 80
                              + b" HTTP/1.1\r\nHost: a\r\n\r\n")  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="core: 414 or 400 depending on reads (CRs in the target)")
 def test_long_target_with_crs_status_does_not_depend_on_reads():
+    target = SPLIT_DEPENDENT_CR_TARGET
     driver = Driver()
     try:
-        whole = driver.run_connection([SPLIT_DEPENDENT_CR_TARGET])
-        split = driver.run_connection([SPLIT_DEPENDENT_CR_TARGET[:60], SPLIT_DEPENDENT_CR_TARGET[60:]])
+        whole = driver.run_connection([target])
+        splits = [driver.run_connection([target[:i], target[i:]]) for i in range(1, len(target))]
     finally:
         driver.close()
-    assert targets.same_outcome(whole, split, tolerate_known=False), (whole.out[:40], split.out[:40])
+    assert whole.out.startswith(b"HTTP/1.1 400 "), whole.out[:40]
+    for split in splits:
+        assert targets.same_outcome(whole, split, tolerate_known=False), split.out[:40]
