@@ -2,8 +2,9 @@
 
     python deploy/container_check.py [--cache DIR] [--mirror URL] [--keep]
 
-Needs root, debootstrap, unshare/nsenter (util-linux), ip (iproute2) and the Python the
-Dockerfile names (python3.11 for python:3.11-slim-bookworm) with a C compiler on the host.
+Needs root, debootstrap, unshare/nsenter (util-linux), ip (iproute2), the Python the
+Dockerfile names (python3.11 for python:3.11-slim-bookworm) with a C compiler on the host,
+and the ``dockerfile`` package (Docker's own Dockerfile parser; in ``palfrey[test]``).
 
 1. Base image: ``FROM python:X.Y-slim-RELEASE`` becomes a minimal Debian RELEASE made by
    ``debootstrap --variant=minbase --include=python3-venv`` (Debian's python3 must be X.Y;
@@ -12,7 +13,7 @@ Dockerfile names (python3.11 for python:3.11-slim-bookworm) with a C compiler on
    for each run.
 2. Builder stage, on the host (it has the compiler): the build context filtered by
    deploy/Dockerfile.dockerignore, then ``pythonX.Y -m pip wheel --wheel-dir W .EXTRAS``.
-3. Runtime stage, interpreted: ARG, ENV, RUN (``chroot ROOT /bin/sh -c``, with a
+3. Runtime stage, as Docker's parser reads it: ARG, ENV, RUN (``chroot ROOT /bin/sh -c``, with a
    ``--mount=type=bind,from=builder`` present for that step only), WORKDIR, USER, EXPOSE,
    HEALTHCHECK, ENTRYPOINT (exec form required), CMD; anything else is refused.
 4. The container, twice (as is, and with ``--workers 2`` appended): ``unshare --pid --net
@@ -28,7 +29,6 @@ Dockerfile names (python3.11 for python:3.11-slim-bookworm) with a C compiler on
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+
+import dockerfile  # Docker's Dockerfile parser (PyPI: dockerfile; in palfrey[test])
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -87,48 +89,33 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 @dataclass
-class Instruction:
-    keyword: str
-    args: str
-    line: int
-
-
-@dataclass
 class Stage:
     base: str
     name: str
-    instructions: list[Instruction] = field(default_factory=list)
+    instructions: list[dockerfile.Command] = field(default_factory=list)
 
 
 def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
-    """(global ARG defaults, stages). Continuation lines joined, comments dropped."""
+    """(global ARG defaults, stages), read by Docker's own parser (BuildKit's, in Go)."""
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
-    logical, start = "", 0
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        stripped = raw.strip()
-        if not logical and (not stripped or stripped.startswith("#")):
-            continue
-        if not logical:
-            start = number
-        if stripped.endswith("\\"):
-            logical += stripped[:-1] + " "
-            continue
-        logical += stripped
-        keyword, _, args = logical.partition(" ")
-        instruction = Instruction(keyword.upper(), args.strip(), start)
-        logical = ""
-        if instruction.keyword == "FROM":
-            words = instruction.args.split()
+    for command in dockerfile.parse_file(str(path)):
+        keyword = command.cmd.upper()
+        if keyword == "FROM":
+            words = command.value
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
             stages.append(Stage(substitute(words[0], global_args), name))
         elif not stages:
-            expect(instruction.keyword == "ARG", f"line {start}: {keyword} before FROM")
-            name, _, default = instruction.args.partition("=")
-            global_args[name] = shlex.split(default)[0] if default else ""
+            expect(keyword == "ARG", f"line {command.start_line}: {keyword} before FROM")
+            global_args.update([arg_default(command.value[0])])
         else:
-            stages[-1].instructions.append(instruction)
+            stages[-1].instructions.append(command)
     return global_args, stages
+
+
+def arg_default(text: str) -> tuple[str, str]:
+    name, _, default = text.partition("=")
+    return name, shlex.split(default)[0] if default else ""
 
 
 def substitute(text: str, variables: dict[str, str]) -> str:
@@ -137,16 +124,11 @@ def substitute(text: str, variables: dict[str, str]) -> str:
                   lambda m: variables.get(m.group(1) or m.group(2), ""), text)
 
 
-def exec_form(args: str, what: str) -> list[str]:
+def exec_form(command: dockerfile.Command, words: tuple[str, ...], what: str) -> list[str]:
     """The JSON (exec) form; the shell form would make /bin/sh PID 1, which does not pass
     SIGTERM on."""
-    try:
-        value = json.loads(args)
-    except json.JSONDecodeError:
-        value = None
-    expect(isinstance(value, list) and value and all(isinstance(v, str) for v in value),
-           f"{what} must be in exec form (a JSON list), got {args!r}")
-    return value
+    expect(command.json and words, f"{what} must be in exec form (a JSON list)")
+    return list(words)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +203,7 @@ def build_context(destination: Path) -> int:
 
 def builder_stage(stage: Stage, args: dict[str, str], python: str, work: Path,
                   started: float) -> Path:
-    runs = [i.args for i in stage.instructions if i.keyword == "RUN"]
+    runs = [i.value[0] for i in stage.instructions if i.cmd.upper() == "RUN"]
     expect(any("pip wheel" in r and "--wheel-dir /wheels" in r for r in runs),
            "the builder stage no longer makes /wheels with pip wheel")
     interpreter = shutil.which(f"python{python}")
@@ -273,34 +255,34 @@ def runtime_stage(stage: Stage, global_args: dict[str, str], root: Path, wheels:
     image = Image(root=root, env=dict(IMAGE_BASE_ENV))
     args: dict[str, str] = {}
     for ins in stage.instructions:
-        where = f"Dockerfile line {ins.line}: {ins.keyword}"
+        keyword = ins.cmd.upper()
+        where = f"Dockerfile line {ins.start_line}: {keyword}"
         variables = {**args, **image.env}
-        if ins.keyword == "ARG":
-            name, _, default = ins.args.partition("=")
-            args[name] = shlex.split(default)[0] if default else global_args.get(name, "")
-        elif ins.keyword == "ENV":
-            for item in shlex.split(ins.args):
-                name, _, value = item.partition("=")
-                expect(value or "=" in item, f"{where}: use ENV NAME=VALUE")
-                image.env[name] = substitute(value, variables)
-        elif ins.keyword == "RUN":
-            runtime_run(image, ins.args, args, wheels, where)
+        if keyword == "ARG":
+            name, default = arg_default(ins.value[0])
+            args[name] = default if "=" in ins.value[0] else global_args.get(name, "")
+        elif keyword == "ENV":
+            pairs = iter(ins.value)
+            for name, value in zip(pairs, pairs):
+                image.env[name] = substitute(" ".join(shlex.split(value)), variables)
+        elif keyword == "RUN":
+            runtime_run(image, ins.value[0], ins.flags, args, wheels, where)
             step(f"{where} ok", started)
-        elif ins.keyword == "WORKDIR":
-            image.workdir = substitute(ins.args, variables)
+        elif keyword == "WORKDIR":
+            image.workdir = substitute(ins.value[0], variables)
             (root / image.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        elif ins.keyword == "USER":
-            image.user = substitute(ins.args, variables)
+        elif keyword == "USER":
+            image.user = substitute(ins.value[0], variables)
             image.ids()
-        elif ins.keyword == "EXPOSE":
-            image.ports = [int(p.split("/")[0]) for p in ins.args.split()]
-        elif ins.keyword == "HEALTHCHECK":
-            _, _, command = ins.args.partition("CMD ")
-            image.healthcheck = exec_form(command, where)
-        elif ins.keyword == "ENTRYPOINT":
-            image.entrypoint = exec_form(ins.args, where)
-        elif ins.keyword == "CMD":
-            image.cmd = exec_form(ins.args, where)
+        elif keyword == "EXPOSE":
+            image.ports = [int(p.split("/")[0]) for p in ins.value]
+        elif keyword == "HEALTHCHECK":
+            expect(ins.value[0] == "CMD", f"{where}: HEALTHCHECK CMD expected")
+            image.healthcheck = exec_form(ins, ins.value[1:], where)
+        elif keyword == "ENTRYPOINT":
+            image.entrypoint = exec_form(ins, ins.value, where)
+        elif keyword == "CMD":
+            image.cmd = exec_form(ins, ins.value, where)
         else:
             raise CheckFailed(f"{where} is not supported by this check: add it here")
     expect(image.entrypoint, "the runtime stage has no ENTRYPOINT")
@@ -309,11 +291,11 @@ def runtime_stage(stage: Stage, global_args: dict[str, str], root: Path, wheels:
     return image
 
 
-def runtime_run(image: Image, args: str, build_args: dict[str, str], wheels: Path,
-                where: str) -> None:
+def runtime_run(image: Image, script: str, flags: tuple[str, ...], build_args: dict[str, str],
+                wheels: Path, where: str) -> None:
     mounts: list[Path] = []
-    while args.startswith("--mount="):
-        spec, _, args = args.partition(" ")
+    for spec in flags:
+        expect(spec.startswith("--mount="), f"{where}: unsupported {spec}")
         options = dict(o.split("=", 1) for o in spec[len("--mount="):].split(","))
         expect(options.get("type") == "bind" and options.get("from") == "builder"
                and options.get("source") == "/wheels", f"{where}: unsupported {spec}")
@@ -323,7 +305,7 @@ def runtime_run(image: Image, args: str, build_args: dict[str, str], wheels: Pat
     uid, gid, _ = image.ids()
     try:
         run(["chroot", f"--userspec={uid}:{gid}", str(image.root), "/usr/bin/env",
-             f"--chdir={image.workdir}", "/bin/sh", "-c", args],
+             f"--chdir={image.workdir}", "/bin/sh", "-c", script],
             env={**image.container_env(), **build_args})
     finally:
         for target in mounts:
