@@ -297,12 +297,12 @@ def main(argv: list[str]) -> int:
         failed = str(exc).split("\n")[0]
         print(f"FAILED: {exc}", flush=True)
     finally:
+        if sdist.is_file():
+            print(report(out, wheels, sdist, timer, failed), end="", flush=True)
         if options.keep_work:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    if sdist.is_file():
-        print(report(out, wheels, sdist, timer, failed), end="")
     return 1 if failed else 0
 
 
