@@ -68,6 +68,7 @@ def build_sdist(out: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sdist_carries_the_sources_and_builds_with_only_a_c_compiler(tmp_path):
     sdist = build_sdist(tmp_path)
