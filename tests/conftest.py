@@ -44,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "palfrey_only: behaviour where Palfrey differs from Uvicorn on purpose"
     )
     config.addinivalue_line("markers", "http2: HTTP/2 (SPEC.md section 8; tests/test_http2_*.py)")
+    config.addinivalue_line(
+        "markers", "slow: a minute or more and not about the interpreter; .ci/run runs it on "
+        "the first Python only (-m 'not slow' on the others)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

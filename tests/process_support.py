@@ -32,6 +32,7 @@ class SupervisedServer(Proc):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         for name in ("stdout", "stderr"):
             thread = threading.Thread(

@@ -87,6 +87,18 @@ def test_workers_serve_from_distinct_processes(supervised) -> None:
     assert all(process_gone(pid) for pid in workers)
 
 
+def test_the_socket_listens_before_the_running_line(supervised) -> None:
+    # Clients take "running on" as the go-ahead: a connection made right after it must
+    # wait in the backlog for a worker, not be refused. Before the fix the parent logged
+    # first and listened after, and a client connecting at once was refused about half
+    # of the time on this machine; several rounds make that near-certain to show.
+    for _ in range(5):
+        server = supervised(APP, *BASE, "--workers", "2")
+        assert get_pid(server.port, "/") > 0, server.stderr_text()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(15) == 0, server.stderr_text()
+
+
 def test_kill_9_of_a_worker_under_load(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2")
     workers = wait_for_workers(server, 2)

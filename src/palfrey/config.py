@@ -644,10 +644,10 @@ class Config:
             except OSError as exc:
                 sock.close()
                 raise StartupError(str(exc)) from None
-            log_running(self, uds=self.uds)
+            running = {"uds": self.uds}
         elif self.fd is not None:
             sock = socket_from_fd(self.fd)
-            log_running(self, sockname=sock.getsockname())
+            running = {"sockname": sock.getsockname()}
         else:
             family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
             sock = socket.socket(family=family)
@@ -657,10 +657,12 @@ class Config:
             except OSError as exc:
                 sock.close()
                 raise StartupError(str(exc)) from None
-            log_running(self, port=sock.getsockname()[1])
+            running = {"port": sock.getsockname()[1]}
         # Listen here, not only in the children: connections that arrive while the workers
-        # (or a reloaded child) start wait in the backlog instead of being refused.
+        # (or a reloaded child) start wait in the backlog instead of being refused. And
+        # before the "running on" line, which clients (and tests) take as the go-ahead.
         sock.listen(self.backlog)
+        log_running(self, **running)
         sock.set_inheritable(True)
         return sock
 

@@ -95,6 +95,7 @@ def _native_toolchain() -> str | None:
 
 
 @pytest.mark.fuzz
+@pytest.mark.slow  # one build of its own (build/fuzz-native), shared by no other Python
 @pytest.mark.timeout(900)
 def test_native_short_fuzz_run_finds_nothing(tmp_path: Path):
     """Every target for a few seconds with the extension under ASan and libFuzzer's coverage

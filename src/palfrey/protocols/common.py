@@ -217,7 +217,9 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert: str | None) -> dict:
     name = None
     verified = getattr(ssl_object, "get_verified_chain", None)  # Python 3.13
     if verified is not None:
-        chain = [cert.public_bytes(ssl._ssl.ENCODING_PEM) for cert in verified() or ()]
+        # The public 3.13 method gives DER bytes (the private _ssl one gave Certificates).
+        chain = [ssl.DER_cert_to_PEM_cert(cert) if isinstance(cert, bytes)
+                 else cert.public_bytes(ssl._ssl.ENCODING_PEM) for cert in verified() or ()]
     if not chain:
         leaf = ssl_object.getpeercert(binary_form=True)
         if leaf:

@@ -282,9 +282,18 @@ class H2Protocol(asyncio.Protocol):
             # ENHANCE_YOUR_CALM for an oversized header list...).
             self._close()
             return
+        # A stream the peer resets within this same read is never started. With eager task
+        # start (Python 3.12+) its app would run and answer before the reset is seen, and the
+        # DATA frame of that answer refunds more flood budget than the reset spends: a rapid
+        # reset (CVE-2023-44487) then costs 20x the CPU of 3.11 and may never get its GOAWAY.
+        reset = {event.stream_id for event in events if type(event) is _StreamReset}
         for event in events:
             kind = type(event)
             if kind is _RequestReceived:
+                if event.stream_id in reset:
+                    if not self.goaway_sent:
+                        self.last_stream_id = event.stream_id
+                    continue
                 self._on_request(event)
             elif kind is _DataReceived:
                 self._on_data(event)
