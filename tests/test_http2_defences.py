@@ -105,6 +105,32 @@ def test_rapid_reset(target):
         assert goaway is None or goaway.last_stream_id < 2 * total - 1, raw.describe()
 
 
+@defence
+def test_reset_after_the_answer_begins(target):
+    # Rapid reset paced by the answers: each stream is reset in a later read, once its DATA
+    # has arrived (the same-read guard does not apply). The WINDOW_UPDATEs owed for that DATA
+    # are free, the resets are not: the budget runs out all the same.
+    rounds, batch, window = 100, 90, 1024  # under the 100 concurrent streams
+    with RawH2(target.port, settings={INITIAL_WINDOW_SIZE: window}) as raw:
+        raw.wait_for(lambda: raw.remote_settings)
+        sent = 0
+        for round_ in range(rounds):
+            sids = [2 * (round_ * batch + i) + 1 for i in range(batch)]
+            if not raw.send([raw.headers_frame(sid, request_headers("/big?size=100000"))
+                             for sid in sids]):
+                break
+            raw.wait_for(lambda: raw.goaway is not None or all(s in raw.data for s in sids))
+            # The resets, and the connection's window back for the next round.
+            frames = [*(rst_frame(s) for s in sids), window_update_frame(0, batch * window)]
+            if raw.goaway is not None or raw.eof or not raw.send(frames):
+                break
+            sent += batch
+        settle(raw)
+        check_after(target, "reset-after-answer", raw, resets_sent=sent, of=rounds * batch)
+        assert raw.goaway is not None and raw.goaway.error_code in CALM, raw.describe()
+        assert sent < rounds * batch, raw.describe()
+
+
 def literal_field(name: bytes, value: bytes) -> bytes:
     """HPACK literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
     return b"\x00" + bytes(encode_integer(len(name), 7)) + name + \

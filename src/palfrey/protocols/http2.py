@@ -71,8 +71,8 @@ STREAM_OUTPUT_HIGH = 65536
 # per few bytes (CVE-2019-9511, data dribble).
 MIN_DATA_FRAME = 1024
 # Frames that cost work but carry no request: this many in a burst (refilled at
-# FLOOD_REFILL_PER_SECOND, and by each DATA frame sent, which a peer acknowledges with
-# WINDOW_UPDATEs), then GOAWAY(ENHANCE_YOUR_CALM) (CVE-2019-9512/-9515/-9518, CVE-2023-44487).
+# FLOOD_REFILL_PER_SECOND), then GOAWAY(ENHANCE_YOUR_CALM) (CVE-2019-9512/-9515/-9518,
+# CVE-2023-44487). The WINDOW_UPDATEs a peer owes for the DATA frames sent to it are free.
 FLOOD_BUDGET = 1000
 FLOOD_REFILL_PER_SECOND = 100.0
 # h2 parses every frame it is given before it returns their events: input is fed to it in
@@ -226,6 +226,7 @@ class H2Protocol(asyncio.Protocol):
         self.flush_scheduled = False
         self.budget = float(FLOOD_BUDGET)
         self.budget_checked = self.idle_since
+        self.window_updates_owed = 0  # for DATA frames sent (_data_sent)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -282,10 +283,9 @@ class H2Protocol(asyncio.Protocol):
             # ENHANCE_YOUR_CALM for an oversized header list...).
             self._close()
             return
-        # A stream the peer resets within this same read is never started. With eager task
-        # start (Python 3.12+) its app would run and answer before the reset is seen, and the
-        # DATA frame of that answer refunds more flood budget than the reset spends: a rapid
-        # reset (CVE-2023-44487) then costs 20x the CPU of 3.11 and may never get its GOAWAY.
+        # A stream the peer resets within this same read is never started: with eager task
+        # start (Python 3.12+) its app would run and answer before the reset is seen, and a
+        # rapid reset (CVE-2023-44487) would cost 20x the CPU of 3.11.
         reset = {event.stream_id for event in events if type(event) is _StreamReset}
         for event in events:
             kind = type(event)
@@ -305,7 +305,10 @@ class H2Protocol(asyncio.Protocol):
                 self._spend()  # rapid reset (CVE-2023-44487)
                 self._on_reset(event.stream_id)
             elif kind is _WindowUpdated:
-                self._spend()
+                if self.window_updates_owed:
+                    self.window_updates_owed -= 1
+                else:
+                    self._spend()
                 self._send_pending(event.stream_id)
             elif kind is h2.events.ConnectionTerminated:
                 self.goaway_sent = True  # the peer's GOAWAY: it opens no more streams
@@ -552,7 +555,7 @@ class H2Protocol(asyncio.Protocol):
             if len(data) <= min(window, self.conn.max_outbound_frame_size):
                 if data or end_stream:
                     self.conn.send_data(entry.stream_id, data, end_stream=end_stream)
-                    self._refund()
+                    self._data_sent()
                     self._request_flush()
                 return
             outbound = entry.outbound = _Outbound()
@@ -592,7 +595,7 @@ class H2Protocol(asyncio.Protocol):
             conn.send_data(
                 stream_id, chunk[:size], end_stream=last and outbound.end and not outbound.trailers
             )
-            self._refund()
+            self._data_sent()
             sent = True
             outbound.size -= size
             if size == len(chunk):
@@ -653,10 +656,10 @@ class H2Protocol(asyncio.Protocol):
             self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
             self._close()
 
-    def _refund(self) -> None:
-        # Each DATA frame sent earns the WINDOW_UPDATEs a peer sends back for it.
-        if self.budget < FLOOD_BUDGET:
-            self.budget = min(float(FLOOD_BUDGET), self.budget + 2)
+    def _data_sent(self) -> None:
+        # A DATA frame earns the peer its stream's and the connection's WINDOW_UPDATE: those
+        # are free, whatever else it sends is not (a reset after an answer included).
+        self.window_updates_owed = min(FLOOD_BUDGET, self.window_updates_owed + 2)
 
     # -- the connection's life ------------------------------------------------------------------
 
