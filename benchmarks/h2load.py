@@ -43,14 +43,14 @@ def _duration_us(value: str, unit: str) -> float:
 
 def parse(text: str) -> dict:
     """The numbers of h2load's report; raises ValueError if it has none (h2load failed)."""
-    m = re.search(r"^finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", text, re.M)
+    m = re.search(r"^finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", text, re.MULTILINE)
     r = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
-    st = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.MULTILINE)
+    st = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.MULTILINE)
     if not (m and r and st):
         raise ValueError(f"not an h2load report: {text[-500:]!r}")
     data = re.search(r"\((\d+)\) data", text)
-    mean = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text, re.M)
+    mean = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text, re.MULTILINE)
     total, started, done, ok, failed, errored, timeout = map(int, r.groups())
     return {
         "requests": done,

@@ -65,13 +65,13 @@ class Profile:
         self.total = total
         self.functions = functions
 
-    def __add__(self, other: "Profile") -> "Profile":
+    def __add__(self, other: Profile) -> Profile:
         functions = defaultdict(int, self.functions)
         for key, cost in other.functions.items():
             functions[key] += cost
         return Profile(self.total + other.total, dict(functions))
 
-    def __sub__(self, other: "Profile") -> "Profile":
+    def __sub__(self, other: Profile) -> Profile:
         functions = defaultdict(int, self.functions)
         for key, cost in other.functions.items():
             functions[key] -= cost
@@ -308,8 +308,9 @@ def run_phase(opts, server_names: list[str], scenario_names: list[str], log) -> 
     """Every (server, scenario) that applies, one server start per scenario group.
 
     Returns {"results": {scenario: {server: {...}}}, "failures": [...], "skipped": {...}}."""
-    from benchmarks.scenarios import SCENARIOS
     import tempfile
+
+    from benchmarks.scenarios import SCENARIOS
 
     why = unusable()
     if why:

@@ -60,7 +60,7 @@ class PerfCounter:
         self.out = out
 
     @classmethod
-    def start(cls, pids: list[int]) -> "PerfCounter":
+    def start(cls, pids: list[int]) -> PerfCounter:
         out = Path(tempfile.mkstemp(prefix="palfrey-bench-perf-")[1])
         proc = subprocess.Popen(
             ["perf", "stat", "-x,", "-o", str(out), "-e", ",".join(EVENTS),

@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 from benchmarks import h2load, idle, instructions, perfstat, procstat, servers
-from benchmarks.scenarios import LUA_DIR, SCENARIOS, Scenario
 from benchmarks.report import chart, markdown
+from benchmarks.scenarios import LUA_DIR, SCENARIOS, Scenario
 from benchmarks.servers import SERVERS, RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.baseline not in server_names:
         log(f"baseline {opts.baseline} is not running: no ratios")
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     data = {"runs": [], "starts": {}, "failures": [], "refused": {}}
     instr = {"results": {}, "failures": [], "skipped": {}}
     idle_result = None

@@ -8,8 +8,8 @@ with a message by the caller; nothing here raises for a missing peer.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -18,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from benchmarks import procstat
 
@@ -550,7 +550,7 @@ class RunningServer:
         except OSError:
             return ""
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc) -> None:

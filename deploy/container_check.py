@@ -60,7 +60,7 @@ STOP_TIMEOUT = 30.0
 WORKER_TIMEOUT = 30.0
 
 sys.path.insert(0, str(REPO / "scripts"))
-from build_wheels import COMPILERS  # noqa: E402
+from build_wheels import COMPILERS
 
 
 class CheckFailed(Exception):
@@ -332,8 +332,8 @@ def ns_processes(pid: int) -> dict[int, tuple[int, str, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        nspid = int(re.search(r"^NSpid:.*\s(\d+)$", status, re.M).group(1))
-        state = re.search(r"^State:\s+(\S)", status, re.M).group(1)
+        nspid = int(re.search(r"^NSpid:.*\s(\d+)$", status, re.MULTILINE).group(1))
+        state = re.search(r"^State:\s+(\S)", status, re.MULTILINE).group(1)
         found[int(entry.name)] = (nspid, state, cmdline)
     return found
 
@@ -430,9 +430,10 @@ def check_container(image: Image, extra: list[str], started: float) -> None:
         port = container.wait_running()
         expect(port in image.ports, f"listening on {port}, EXPOSE says {image.ports}")
         status = Path(f"/proc/{container.pid}/status").read_text()
-        expect(re.search(r"^NSpid:\s+\d+\s+1$", status, re.M), f"Palfrey is not PID 1:\n{status}")
+        expect(re.search(r"^NSpid:\s+\d+\s+1$", status, re.MULTILINE),
+               f"Palfrey is not PID 1:\n{status}")
         uid, _, _ = image.ids()
-        expect(re.search(rf"^Uid:\s+{uid}\s", status, re.M), f"PID 1 is not uid {uid}")
+        expect(re.search(rf"^Uid:\s+{uid}\s", status, re.MULTILINE), f"PID 1 is not uid {uid}")
         expect(container.logged(r"Started (?:server|parent) process \[1\]"), container.log())
         step(f"[{label}] Palfrey is PID 1 (uid {uid}), serving on :{port} in its own "
              "network namespace", started)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import native_build  # noqa: E402
+from tests import native_build
 
 ROOT = native_build.ROOT
 SANITIZE = "address,undefined"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from benchmarks import h2load, idle, instructions, perfstat
+
 from tests.conftest import ROOT
 
 # A callgrind dump as valgrind 3.19 writes it: name compression, a call whose cost line

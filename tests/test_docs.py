@@ -7,8 +7,8 @@ The samples under docs/examples/ run here against real servers (Palfrey, gunicor
 from __future__ import annotations
 
 import ast
-import json
 import importlib.util
+import json
 import re
 import shlex
 import shutil

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import signal
+import socket
 import time
 import zlib
 

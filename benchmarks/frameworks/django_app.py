@@ -22,9 +22,9 @@ if not settings.configured:
     )
 django.setup(set_prefix=False)
 
-from django.core.asgi import get_asgi_application  # noqa: E402  (after settings)
-from django.http import HttpResponse, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.core.asgi import get_asgi_application
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
 
 
 async def json_hello(request):

@@ -20,7 +20,6 @@ import typer
 from typer.core import TyperCommand
 
 from palfrey._version import __version__
-from palfrey.logging import AccessLogFormat
 from palfrey.config import (
     DEFAULTS,
     HTTP_CHOICES,
@@ -30,6 +29,7 @@ from palfrey.config import (
     LOOP_CHOICES,
     WS_CHOICES,
 )
+from palfrey.logging import AccessLogFormat
 from palfrey.main import run
 
 ENV_PREFIX = "PALFREY_"

@@ -18,7 +18,8 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wsproto
 from wsproto import ConnectionType, events
