@@ -147,5 +147,13 @@ class AcceptingServer:
             sock.close()
         self.server.close()
 
+    async def wait_connected(self) -> None:
+        """Wait until every connection accepted so far has its protocol (or failed its TLS
+        handshake). Shutdown calls this after close(): a connection accepted just before would
+        otherwise be dropped with the loop, unanswered, instead of being drained."""
+        pending = [task for task in self.handshakes if not task.done()]
+        if pending:  # nothing is accepted after close(), so one wait covers them all
+            await asyncio.wait(pending)
+
     async def wait_closed(self) -> None:
         await self.server.wait_closed()
