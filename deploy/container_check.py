@@ -432,11 +432,12 @@ def check_container(image: Image, extra: list[str], started: float) -> None:
         status = Path(f"/proc/{container.pid}/status").read_text()
         expect(re.search(r"^NSpid:\s+\d+\s+1$", status, re.MULTILINE),
                f"Palfrey is not PID 1:\n{status}")
-        uid, _, _ = image.ids()
+        uid, gid, _ = image.ids()
         expect(re.search(rf"^Uid:\s+{uid}\s", status, re.MULTILINE), f"PID 1 is not uid {uid}")
+        expect(re.search(rf"^Gid:\s+{gid}\s", status, re.MULTILINE), f"PID 1 is not gid {gid}")
         expect(container.logged(r"Started (?:server|parent) process \[1\]"), container.log())
-        step(f"[{label}] Palfrey is PID 1 (uid {uid}), serving on :{port} in its own "
-             "network namespace", started)
+        step(f"[{label}] Palfrey is PID 1 (uid {uid}, gid {gid}), serving on :{port} in its "
+             "own network namespace", started)
 
         client = container.nsenter(sys.executable, "-c",
                                    CLIENT.format(scripts=str(REPO / "scripts"), port=port))

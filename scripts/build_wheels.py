@@ -10,7 +10,8 @@
 3. Each wheel in a fresh venv where no compiler is reachable (PATH = the venv's bin, CC=false,
    no pip cache), then cibuildwheel's test-command (pyproject.toml) run as cibuildwheel
    runs it: from an empty directory holding only its test-sources. That is
-   scripts/wheel_smoke.py: the demo app served, HTTP and a WebSocket echo checked, SIGTERM.
+   scripts/wheel_smoke.py: the demo app served, HTTP, a WebSocket echo and HTTP/2 (h2c)
+   checked, SIGTERM.
 4. For ``--suite`` (one version, or ``none``): the test suite against that installed wheel,
    from a copy of tests/ (with vendor/, deploy/ and pyproject.toml but no src/, so only the
    wheel can be imported), less SOURCE_TREE_TESTS, which build from src/ or read it.

@@ -6,14 +6,17 @@ where no Palfrey source tree is importable::
     python scripts/wheel_smoke.py [-- EXTRA PALFREY ARGS]
 
 It checks that ``palfrey`` and its compiled ``palfrey._parser`` come from site-packages,
-starts the ``palfrey`` console script on the demo app (``palfrey.demo:app``, port 0),
-then runs CHECKS against it: HTTP GET, a chunked stream, a POST echo, a WebSocket echo
-(text and a 70000-byte binary message, close handshake). It ends with SIGTERM and expects
-exit status 0. Any failure exits 1 with the server's log.
+starts the ``palfrey`` console script on the demo app (``palfrey.demo:app``, port 0; with
+``--http2`` when the h2 package is installed), then runs CHECKS against it: HTTP GET, a
+chunked stream, a POST echo, a WebSocket echo (text and a 70000-byte binary message, close
+handshake), and a GET over HTTP/2 by prior knowledge (h2c; skipped, and said so, without
+h2). It ends with SIGTERM and expects exit status 0. Any failure exits 1 with the server's
+log.
 
 This is cibuildwheel's test-command (pyproject.toml) and the per-wheel check of
-scripts/build_wheels.py. A protocol that arrives with an extra (e.g. HTTP/2 through
-``[standard]``) adds one function to CHECKS.
+scripts/build_wheels.py (both install the wheel with ``[standard]``, so h2 is there), and
+deploy/container_check.py runs CHECKS against its container. A protocol that arrives with
+an extra adds one function to CHECKS, which returns SKIPPED + why when it cannot run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import base64
 import hashlib
 import http.client
 import importlib.machinery
+import importlib.util
 import os
 import re
 import signal
@@ -40,6 +44,7 @@ STOP_TIMEOUT = 20.0
 IO_TIMEOUT = 10.0
 RUNNING_RE = re.compile(r"Palfrey running on http://127\.0\.0\.1:(\d+) ")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+SKIPPED = "skipped: "  # a check that cannot run here returns SKIPPED + why
 
 
 class SmokeError(Exception):
@@ -83,6 +88,14 @@ class Server:
     def __init__(self, extra_args: list[str]) -> None:
         script = Path(sys.executable).parent / "palfrey"
         expect(script.is_file(), f"no palfrey console script next to {sys.executable}")
+        # HTTP/2 comes with an extra: on (same port as HTTP/1.1) when h2 is in this env,
+        # which is the server's. Otherwise why not, for check_http2 to say.
+        self.no_http2: str | None = None
+        if "--http2" not in extra_args:
+            if importlib.util.find_spec("h2") is None:
+                self.no_http2 = "h2 is not installed (pip install 'palfrey[http2]')"
+            else:
+                extra_args = [*extra_args, "--http2"]
         self.argv = [str(script), "palfrey.demo:app", "--host", "127.0.0.1", "--port", "0",
                      *extra_args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PALFREY_", "UVICORN_"))}
@@ -246,7 +259,115 @@ def check_websocket(server: Server) -> str:
     return "WebSocket /ws echo text + 70000-byte binary, close 1000"
 
 
-CHECKS: list[Callable[[Server], str]] = [check_get, check_stream, check_echo, check_websocket]
+# HTTP/2 (RFC 9113): frame types and flags used below.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x7
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
+# RFC 7541 appendix A: the static table's :status entries.
+STATIC_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack("!I", len(payload))[1:] + struct.pack("!BBI", kind, flags, stream) + payload
+
+
+def _hpack_literal(name: bytes, value: bytes) -> bytes:
+    """Literal field without indexing, new name, no Huffman (RFC 7541 6.2.2); short strings
+    only (a 7-bit length)."""
+    assert len(name) < 127 and len(value) < 127
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _hpack_int(block: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """An integer with an N-bit prefix (RFC 7541 5.1) at ``pos``: (value, next position)."""
+    value = block[pos] & ((1 << prefix) - 1)
+    pos += 1
+    if value == (1 << prefix) - 1:
+        shift = 0
+        while True:
+            value += (block[pos] & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if not block[pos - 1] & 0x80:
+                break
+    return value, pos
+
+
+def _h2_status(block: bytes) -> int | None:
+    """:status of a response header block, which comes first (RFC 9113 8.3): an indexed
+    static entry (0x88 is 200) or a literal with a :status name and a plain value. None for
+    anything else (a Huffman-coded value, a dynamic-table index, a truncated block)."""
+    try:
+        pos = 0
+        while block[pos] & 0xE0 == 0x20:  # dynamic table size updates (RFC 7541 6.3)
+            _, pos = _hpack_int(block, pos, 5)
+        if block[pos] & 0x80:  # indexed field (6.1)
+            return STATIC_STATUS.get(_hpack_int(block, pos, 7)[0])
+        # Literal with incremental indexing (6-bit name index), else without/never (4-bit).
+        index, pos = _hpack_int(block, pos, 6 if block[pos] & 0x40 else 4)
+        if index not in STATIC_STATUS or block[pos] & 0x80:  # not :status, or Huffman
+            return None
+        length, pos = _hpack_int(block, pos, 7)
+        value = block[pos:pos + length]
+        return int(value) if len(value) == length and value.isdigit() else None
+    except IndexError:
+        return None
+
+
+def _h2_read_frame(sock: socket.socket) -> tuple[int, int, int, bytes]:
+    """(type, flags, stream id, payload without padding or priority fields)."""
+    head = _recv_exact(sock, 9)
+    expect(not head.startswith(b"HTTP/"), f"answered in HTTP/1.x, not HTTP/2: {head!r}")
+    length = int.from_bytes(head[:3], "big")
+    expect(length <= 16384, f"frame of {length} bytes: over SETTINGS_MAX_FRAME_SIZE")
+    kind, flags, stream = head[3], head[4], int.from_bytes(head[5:], "big") & 0x7FFFFFFF
+    payload = _recv_exact(sock, length)
+    if kind in (DATA, HEADERS) and flags & PADDED:
+        payload = payload[1:len(payload) - payload[0]]
+    if kind == HEADERS and flags & PRIORITY:
+        payload = payload[5:]
+    return kind, flags, stream, payload
+
+
+def check_http2(server: Server) -> str:
+    """GET / over HTTP/2 with prior knowledge (h2c, RFC 9113 3.3), frames by hand."""
+    why_not = getattr(server, "no_http2", "the server was not started with --http2")
+    if why_not:
+        return f"{SKIPPED}HTTP/2 h2c check: {why_not}"
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
+              (b":authority", b"127.0.0.1:%d" % server.port)]
+    block = b"".join(_hpack_literal(name, value) for name, value in fields)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(H2_PREFACE + _h2_frame(SETTINGS, 0, 0)
+                     + _h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
+        kind, flags, _, _ = _h2_read_frame(sock)
+        expect(kind == SETTINGS and not flags & ACK, "the server's preface is not SETTINGS")
+        sock.sendall(_h2_frame(SETTINGS, ACK, 0))
+        status, body, ended = None, b"", False
+        for _ in range(64):  # SETTINGS ACK, WINDOW_UPDATE..., HEADERS, DATA
+            kind, flags, stream, payload = _h2_read_frame(sock)
+            expect(kind not in (RST_STREAM, GOAWAY), f"frame type {kind}: {payload.hex()}")
+            if stream != 1:
+                continue
+            if kind == HEADERS and status is None:
+                expect(flags & END_HEADERS, "response header block continues (CONTINUATION)")
+                status = _h2_status(payload)
+                expect(status == 200, f":status {status} (header block {payload[:16].hex()})")
+            elif kind == DATA:
+                body += payload
+            if flags & END_STREAM:
+                ended = True
+                break
+        expect(ended, "no END_STREAM on stream 1 within 64 frames")
+        sock.sendall(_h2_frame(GOAWAY, 0, 0, struct.pack("!II", 1, 0)))
+    expect(status == 200, "no response HEADERS on stream 1")
+    expect(body == b"Hello from Palfrey!", f"HTTP/2 GET / body {body!r}")
+    return "HTTP/2 (h2c, prior knowledge) GET / 200"
+
+
+CHECKS: list[Callable[[Server], str]] = [
+    check_get, check_stream, check_echo, check_websocket, check_http2,
+]
 
 
 def main(argv: list[str]) -> int:
@@ -261,7 +382,8 @@ def main(argv: list[str]) -> int:
     try:
         server = Server(extra)
         for check in CHECKS:
-            print(f"ok  {check(server)}", flush=True)
+            result = check(server)
+            print(f"{'--' if result.startswith(SKIPPED) else 'ok'}  {result}", flush=True)
         status = server.stop()
         expect(status == 0, f"exit status after SIGTERM: {status}")
         server.wait_for(re.compile(r"Finished server process \[\d+\]"), 1.0)

@@ -102,9 +102,12 @@ def test_kubernetes_shutdown_timing_probes_and_wiring():
     # The Service reaches these pods on that port.
     assert service["spec"]["selector"].items() <= pod_labels(deployment).items()
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    # The pod runs as the image's user (deploy/Dockerfile).
-    uid = re.search(r"useradd .*--uid (\d+)", (DEPLOY / "Dockerfile").read_text()).group(1)
+    # The pod runs as the image's user and group (deploy/Dockerfile).
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    uid = re.search(r"useradd .*--uid (\d+)", dockerfile).group(1)
+    gid = re.search(r"groupadd .*--gid (\d+)", dockerfile).group(1)
     assert pod["securityContext"]["runAsUser"] == int(uid)
+    assert pod["securityContext"]["runAsGroup"] == int(gid)
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 

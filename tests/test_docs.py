@@ -241,8 +241,19 @@ def test_import_errors_are_on_the_troubleshooting_page() -> None:
 
 # -- every code sample is a tested file or a command the parsers accept -------------------------
 
-INCLUDED_ONLY = {"python", "py", "nginx", "yaml", "yml", "json", "ini", "toml", "dockerfile"}
-SNIPPET = re.compile(r'^--8<-- "(docs/examples/[^"]+)"$')
+INCLUDED_ONLY = {
+    "python", "py", "nginx", "yaml", "yml", "json", "ini", "toml", "dockerfile", "systemd",
+}
+SNIPPET = re.compile(r'^--8<-- "((?:docs/examples|deploy)/[^"]+)"$')
+# The recipes of deploy/ the guides include, and what exercises each (SPEC.md section 9).
+DEPLOY_RECIPES = {
+    "deploy/Dockerfile": "deploy/container_check.py",
+    "deploy/Dockerfile.dockerignore": "deploy/container_check.py",
+    "deploy/kubernetes/deployment.yaml": "tests/test_deploy.py::test_kubernetes_container_args_serve_the_probes_and_stop_on_sigterm",
+    "deploy/kubernetes/service.yaml": "tests/test_deploy.py::test_kubernetes_shutdown_timing_probes_and_wiring",
+    "deploy/systemd/palfrey.socket": "tests/test_deploy.py::test_systemd_socket_activation_serves_and_stops_gracefully",
+    "deploy/systemd/palfrey.service": "tests/test_deploy.py::test_systemd_socket_activation_serves_and_stops_gracefully",
+}
 
 
 def test_code_samples_are_included_from_tested_files() -> None:
@@ -257,11 +268,63 @@ def test_code_samples_are_included_from_tested_files() -> None:
     for path in included:
         assert (ROOT / path).exists(), path
     examples = {f"docs/examples/{p.name}" for p in EXAMPLES.iterdir() if p.is_file()}
-    assert examples == included, (examples ^ included)
+    assert examples == {p for p in included if p.startswith("docs/")}, (examples ^ included)
+    # Every recipe is on a page, and something that exists exercises it.
+    recipes = {str(p.relative_to(ROOT)) for p in (ROOT / "deploy").rglob("*")
+               if p.is_file() and p.name != "container_check.py" and "__pycache__" not in p.parts}
+    assert recipes == set(DEPLOY_RECIPES) == {p for p in included if p.startswith("deploy/")}
+    for recipe, exercised_by in DEPLOY_RECIPES.items():
+        path, _, test = exercised_by.partition("::")
+        source = (ROOT / path).read_text()
+        assert (f"def {test}(" if test else Path(recipe).name) in source, (recipe, exercised_by)
     untested = sorted(set(EXAMPLE_TESTS) ^ {p.split("/")[-1] for p in examples})
     assert not untested, f"examples without a test (or tests of missing examples): {untested}"
     for test_name in EXAMPLE_TESTS.values():
         assert callable(globals()[test_name])
+
+
+REPO_PATH = re.compile(r"`((?:deploy|scripts|tests|src|docs|benchmarks|vendor)/[\w./-]*)`")
+
+
+def test_repository_paths_named_on_the_pages_exist() -> None:
+    """`deploy/Dockerfile`, `scripts/build_wheels.py`...: a renamed file fails here."""
+    named = {(name, path) for name, text in pages().items() for path in REPO_PATH.findall(text)}
+    assert len(named) > 20
+    missing = [(name, path) for name, path in named if not (ROOT / path).exists()]
+    assert not missing, missing
+
+
+def test_deploy_guides_quote_the_recipes_numbers() -> None:
+    """The shutdown timing on the Kubernetes and systemd pages is the manifests' and units'."""
+    from tests.test_deploy import arg, container, manifests, unit
+
+    deployment = manifests()["Deployment"]
+    main = container(deployment)
+    pause = int(main["lifecycle"]["preStop"]["exec"]["command"][1])
+    graceful = int(arg(main["args"], "timeout-graceful-shutdown"))
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    page = (DOCS / "guides" / "kubernetes.md").read_text()
+    for quoted in (f"preStop: sleep {pause}\n", f"t = {pause} s ", f"t ≤ {pause + graceful} s ",
+                   f"--timeout-graceful-shutdown={graceful} after", f"t = {grace} s ",
+                   f"`preStop` ({pause} s)", f"`--timeout-graceful-shutdown` ({graceful} s)",
+                   f"`terminationGracePeriodSeconds` ({grace} s)",
+                   f"{grace} > {pause} + {graceful}"):
+        assert quoted in page, quoted
+    service = unit("palfrey.service")["Service"]
+    exec_start = shlex.split(service["ExecStart"])
+    page = (DOCS / "guides" / "systemd.md").read_text()
+    for quoted in (f"`TimeoutStopSec={service['TimeoutStopSec']}`",
+                   f"`--timeout-graceful-shutdown {arg_after(exec_start, '--timeout-graceful-shutdown')}`",
+                   f"`--workers {arg_after(exec_start, '--workers')}`",
+                   f"`RestartSec={service['RestartSec']}`",
+                   f"backlog of {unit('palfrey.socket')['Socket']['Backlog']}"):
+        assert quoted in page, quoted
+    uid = re.search(r"useradd .*--uid (\d+)", (ROOT / "deploy" / "Dockerfile").read_text()).group(1)
+    assert f"uid and gid {uid}" in (DOCS / "guides" / "docker.md").read_text()
+
+
+def arg_after(words: list[str], option: str) -> str:
+    return words[words.index(option) + 1]
 
 
 def shell_commands() -> list[tuple[str, list[str]]]:
