@@ -194,3 +194,28 @@ def test_tls_extension_with_a_client_certificate(tls_server, certs, http2):
 
 def test_no_tls_extension_in_cleartext(server):
     assert "tls" not in httpx.get(server.url("/extensions"), timeout=5).json()
+
+
+def test_pathsend_over_http2_reset_by_the_client_mid_file(server):
+    """RST_STREAM(CANCEL) while the file waits on flow control: the send stops quietly (no
+    "Exception in ASGI application"), and the connection serves the next stream."""
+    from h2.errors import ErrorCodes
+
+    from tests.h2_support import H2Client
+
+    mark = server.mark()
+    with H2Client(server.port, auto_ack=False) as client:
+        stream_id = client.request("GET", "/files/big.bin")
+        client.wait(lambda: client.streams[stream_id].data, what="the file's first DATA")
+        client.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+        client.conn.acknowledge_received_data(  # reopens the connection's window
+            len(client.streams[stream_id].data), stream_id)
+        client.flush()
+        second = client.request("GET", "/files/small.bin")
+        client.auto_ack = True
+        client.wait(lambda: client.streams[second].done)
+        assert client.streams[second].status == 200
+        assert len(client.streams[second].data) == 64 * 1024
+    assert server.wait_for_log(r'"GET /files/big\.bin HTTP/2" 200', "stdout", 10, mark)
+    lines = server.since(mark) + server.since(mark, "stdout")
+    assert not [line for line in lines if "Exception" in line or "Traceback" in line], lines

@@ -128,3 +128,16 @@ def test_limit_concurrency_counts_streams(h2_servers):  # noqa: F811
                 assert bytes(stream.data) == b"Service Unavailable", stream
         # (Same connection: a new one might still be counted against the limit.)
         assert client.get("/hello").status == 200 and client.goaway is None
+
+
+@palfrey_h2_only
+def test_a_refused_stream_still_sending_is_told_to_stop(h2_servers):  # noqa: F811
+    """The 503 of --limit-concurrency on a stream whose body has not ended is followed by
+    RST_STREAM(NO_ERROR) (RFC 9113 8.1), as 413/414/431 are: the client stops uploading."""
+    server = h2_servers("--limit-concurrency", "1")  # the connection alone reaches it
+    with H2Client(server.port) as client:
+        refused = client.request("POST", "/echo", body=b"x" * 1000, end_stream=False)
+        client.wait(lambda: client.streams[refused].reset is not None, 10, "the reset")
+        stream = client.streams[refused]
+        assert stream.status == 503 and stream.reset == 0, stream  # NO_ERROR
+        assert client.goaway is None

@@ -253,11 +253,11 @@ class H2Protocol(asyncio.Protocol):
             self._start_upgraded(self.upgrade[0])
             self.upgrade = None
         self._flush()
-        if self.ctx.shutting_down:
-            self.shutdown()
-        if self.leftover:
+        if self.leftover:  # read first: a request already sent is served, even in shutdown
             leftover, self.leftover = self.leftover, b""
             self.data_received(leftover)
+        if self.ctx.shutting_down:
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         for start in range(0, len(data), RECEIVE_SLICE):
@@ -330,16 +330,14 @@ class H2Protocol(asyncio.Protocol):
         self.last_stream_id = stream_id
         if self.ctx.over_concurrency_limit():
             self.ctx.error_logger.warning("Exceeded concurrency limit.")
-            self._respond_with_error(stream_id, 503)
+            self._respond_with_error(stream_id, 503, event.stream_ended)
             return
         headers = event.headers
         status = h2_request_status(self.ctx, headers)
         if status:
             # The limits HTTP/1.1 applies (SPEC 2, beyond Uvicorn): 413, 414, 431.
             self.ctx.error_logger.warning(ERROR_MESSAGES[status])
-            self._respond_with_error(stream_id, status)
-            if not event.stream_ended:
-                self._reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 8.1: stop sending
+            self._respond_with_error(stream_id, status, event.stream_ended)
             return
         entry = self.entries[stream_id] = _Entry(stream_id, self.loop.time())
         entry.request_ended = event.stream_ended
@@ -354,7 +352,7 @@ class H2Protocol(asyncio.Protocol):
             )
         except (ValueError, UnicodeDecodeError):  # no :path (a CONNECT), or a non-ASCII one
             del self.entries[stream_id]
-            self._respond_with_error(stream_id, 400)
+            self._respond_with_error(stream_id, 400, event.stream_ended)
             return
         self._forget_if_done(entry)
 
@@ -436,12 +434,13 @@ class H2Protocol(asyncio.Protocol):
         if started:
             self._reset(entry.stream_id, ErrorCodes.CANCEL)
         else:
-            self._respond_with_error(entry.stream_id, status)
-            self._reset(entry.stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 8.1: stop sending
+            self._respond_with_error(entry.stream_id, status, request_ended=False)
         self._forget_if_done(entry)
 
-    def _respond_with_error(self, stream_id: int, status: int) -> None:
-        """The server's own answer on one stream (400, 503), as HTTP/1.1's."""
+    def _respond_with_error(self, stream_id: int, status: int, request_ended: bool) -> None:
+        """The server's own answer on one stream (400, 408, 413, 414, 431, 503), as
+        HTTP/1.1's; a client still sending its body is then asked to stop (RFC 9113 8.1:
+        RST_STREAM with NO_ERROR)."""
         body = error_body(status)
         headers = [(b":status", b"%d" % status), *self.ctx.default_fields()]
         headers += [(b"content-type", ERROR_CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
@@ -450,6 +449,9 @@ class H2Protocol(asyncio.Protocol):
             self.conn.send_data(stream_id, body, end_stream=True)
         except h2.exceptions.ProtocolError:  # the stream is gone, or no window for the body
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+        else:
+            if not request_ended:
+                self._reset(stream_id, ErrorCodes.NO_ERROR)
         self._request_flush()
 
     # -- called by H2Stream (the cycle's Responder) ---------------------------------------------
