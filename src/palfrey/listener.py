@@ -147,13 +147,16 @@ class AcceptingServer:
             sock.close()
         self.server.close()
 
-    async def wait_connected(self) -> None:
+    async def wait_connected(self, give_up: Callable[[], bool]) -> None:
         """Wait until every connection accepted so far has its protocol (or failed its TLS
-        handshake). Shutdown calls this after close(): a connection accepted just before would
-        otherwise be dropped with the loop, unanswered, instead of being drained."""
+        handshake), or ``give_up()`` (checked every 0.1 s) is true. Shutdown calls this after
+        close(): a connection accepted just before would otherwise be dropped with the loop,
+        unanswered, instead of being drained."""
+        # Nothing is accepted after close(): the set only shrinks.
         pending = [task for task in self.handshakes if not task.done()]
-        if pending:  # nothing is accepted after close(), so one wait covers them all
-            await asyncio.wait(pending)
+        while pending and not give_up():
+            _, still = await asyncio.wait(pending, timeout=0.1)
+            pending = list(still)
 
     async def wait_closed(self) -> None:
         await self.server.wait_closed()

@@ -31,8 +31,6 @@ def run(app: Any, **kwargs: Any) -> None:
         for message in exc.messages:
             logger.error(message)
         status = STARTUP_FAILURE
-    finally:
-        _remove_unix_socket(config)
     if status:
         sys.exit(status)
 
@@ -53,6 +51,9 @@ def _run(config: Config) -> int:
         server.run()
     except KeyboardInterrupt:
         pass
+    finally:
+        if server.started:
+            _remove_unix_socket(config)
     return 0 if server.started else STARTUP_FAILURE
 
 
@@ -72,9 +73,11 @@ def _run_supervised(config: Config, server: Server) -> int:
         return 0
     finally:
         sock.close()
+        _remove_unix_socket(config)
 
 
 def _remove_unix_socket(config: Config) -> None:
-    # SPEC 5: the --uds file is removed on exit (the server created it).
+    # SPEC 5: the --uds file is removed on exit, by the process that bound it: after a
+    # failed start it may be another server's.
     if config.uds and os.path.exists(config.uds):
         os.remove(config.uds)

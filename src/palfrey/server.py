@@ -354,7 +354,7 @@ class Server:
         # Accepted just before close(): such a connection joins ctx.connections (and meets
         # ctx.shutdown's rules in connection_made) once its protocol exists.
         for server in self.servers:
-            await server.wait_connected()
+            await server.wait_connected(lambda: self.force_exit)
         if ctx.connections or ctx.active_requests or ctx.websockets or ctx.h2_connections:
             # Give connections closed by ctx.shutdown() a moment to report connection_lost,
             # so the message below is only logged when something really is still running.

@@ -155,7 +155,7 @@ class GunicornServer(Server):
         while True:
             self.worker.notify()
             if not self.worker.alive:  # gunicorn's --reload saw a change
-                self.should_exit = True
+                self.retire()  # gunicorn's other workers serve the sockets on
             await asyncio.sleep(period)
 
     @contextlib.contextmanager

@@ -8,7 +8,8 @@ of any bytecode, so it must not take locks or start processes) and to check ever
   the app, TLS or socket is broken and a new one would fail the same way), which stops
   the parent with status 3;
 - a worker whose health-check answer is more than --timeout-worker-healthcheck seconds
-  late (its event loop is blocked) is killed and replaced.
+  late (its event loop is blocked) is replaced at once and asked to retire: it drains if
+  its loop comes back, and is killed if it stays silent for one more such period.
 
 Signals: SIGINT/SIGTERM stop every worker gracefully (a second one forces them), SIGHUP
 replaces the workers one at a time (each replacement serves before its predecessor is asked
@@ -130,7 +131,7 @@ class Multiprocess:
                 )
                 # It drains if its loop comes back; if it stays silent for one more
                 # health-check period, it is hung and killed (_reap_retired).
-                worker.kill_if_silent_for(self.config.timeout_worker_healthcheck)
+                worker.watch_silence()
                 self._retire(worker)
             else:
                 continue
@@ -235,6 +236,10 @@ class Multiprocess:
             old = self.workers[index]
             new = self._start_worker()
             if not new.wait_until_serving(READY_TIMEOUT_SECONDS, self._stop_signal_pending):
+                if self._stop_signal_pending():
+                    # It may serve already: it stops, gracefully, with the others.
+                    self.workers.append(new)
+                    return
                 new.kill()
                 new.join()
                 if not self.should_exit:

@@ -6,12 +6,14 @@ and the same behaviour on every platform), given the Config, the sockets the par
 the target to run on them: ``server.run`` (Uvicorn's shape; this package never imports the
 server module, so there is no import cycle).
 
-Each child keeps one end of a pipe to its parent, used for two things:
+Each child keeps one end of a pipe to its parent, used for three things:
 
 - health checks: the parent writes PING, the child answers STARTING while its server is
   still starting, or SERVING once the answer has gone through the server's event loop. A
   loop blocked by a misbehaving app cannot answer, so the parent sees the worker as hung
   (Uvicorn answers from a thread, so it only notices a process that is wholly stuck);
+- retiring: the parent writes RETIRE to a worker it replaces, which then drains
+  (Server.retire) while the others serve on;
 - parent death: when the parent is gone (even killed with SIGKILL) the child reads EOF
   and shuts itself down gracefully, instead of serving on as an orphan.
 """
@@ -121,9 +123,8 @@ class WorkerProcess:
             return False
         return True
 
-    def kill_if_silent_for(self, timeout: float) -> None:
-        """Watch this (retired) worker: silent_too_long turns true if it answers no health
-        check within ``timeout`` seconds from now."""
+    def watch_silence(self) -> None:
+        """Watch this (retired) worker from now: see silent_too_long."""
         self._silent_since = time.monotonic()
 
     def silent_too_long(self, timeout: float) -> bool:
