@@ -23,15 +23,10 @@ import httpx
 import pytest
 
 from palfrey.protocols.common import ERROR_MESSAGES
-from tests.conftest import ROOT, free_port
-from tests.process_support import get
-from tests.support import (
-    Proc,
-    clean_env,
-    procs_stopped_at_teardown,
-    running_nginx,
-    unix_request,
-)
+from tests.support.client import get, unix_request
+from tests.support.common import ROOT, free_port
+from tests.support.nginx import running_nginx
+from tests.support.server import Proc, clean_env, procs_stopped_at_teardown
 
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -451,7 +446,7 @@ def test_extensions_example(example_server) -> None:
 
 
 def test_nginx_example(example_server, tmp_path: Path) -> None:
-    from tests.support import NGINX
+    from tests.support.nginx import NGINX
 
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")

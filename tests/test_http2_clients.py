@@ -23,7 +23,7 @@ from tests.h2_support import (
     report,
     run_tool,
 )
-from tests.support import NGINX, running_nginx
+from tests.support.nginx import NGINX, running_nginx
 
 pytestmark = [pytest.mark.http2, pytest.mark.palfrey_only]
 

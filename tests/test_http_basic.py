@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import IS_PALFREY, SERVER_NAME, RawConn, raw_request, simple_get
+from tests.support.client import RawConn, raw_request, simple_get
+from tests.support.common import IS_PALFREY, SERVER_NAME
 
 DATE_RE = re.compile(
     rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
@@ -594,7 +595,7 @@ def test_all_http_methods(scope_server):
 
 @pytest.mark.parametrize("method", [b"DESCRIBE", b"SETUP", b"PLAY", b"FOO", b"GETX", b"GE"])
 def test_unknown_methods_refused(server, method):
-    from tests.conftest import send_expect_error
+    from tests.support.client import send_expect_error
 
     _, conn = send_expect_error(server.port, method + b" / HTTP/1.1\r\nHost: x\r\n\r\n", 400)
     conn.close()

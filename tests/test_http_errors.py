@@ -10,14 +10,15 @@ import httpx
 import pytest
 
 from tests.apps import BAD_HEADERS
-from tests.conftest import (
+from tests.support.client import (
     ConnectionClosed,
     RawConn,
+    ReadTimeout,
     assert_error_response,
     raw_request,
     simple_get,
-    wait_until,
 )
+from tests.support.common import wait_until
 
 
 def report(server, rid: str, timeout: float = 5.0):
@@ -242,7 +243,7 @@ def _exchange(server, kind: str) -> bytes:
                 break
             try:
                 conn._recv(remaining)
-            except AssertionError:
+            except ReadTimeout:
                 break
         return bytes(conn.received)
 

@@ -10,7 +10,8 @@ import uuid
 
 import httpx
 
-from tests.conftest import RawConn, simple_get, wait_until
+from tests.support.client import RawConn, simple_get
+from tests.support.common import wait_until
 
 H = b"Host: example.org\r\n"
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import RawConn
+from tests.support.client import RawConn
 
 GET_REQ = (
     b"GET /frag/a%20b?x=1&y=%41 HTTP/1.1\r\nHost: example.org\r\nX-One: first\r\n"

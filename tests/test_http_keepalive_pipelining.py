@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.conftest import RawConn, raw_request, simple_get
+from tests.support.client import RawConn, raw_request, simple_get
 
 H = b"Host: example.org\r\n"
 

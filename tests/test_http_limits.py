@@ -7,13 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import (
-    RawConn,
-    assert_error_response,
-    check_one_warning,
-    raw_request,
-    send_expect_error,
-)
+from tests.support.client import RawConn, assert_error_response, raw_request, send_expect_error
+from tests.support.server import check_one_warning
 
 H = b"Host: example.org\r\n"
 MSG_431 = "Request header fields too large."

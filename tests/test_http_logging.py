@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from tests.conftest import ACCESS_RE, RawConn, free_port, raw_request, simple_get
+from tests.support.client import RawConn, raw_request, simple_get
+from tests.support.common import free_port
+from tests.support.server import ACCESS_RE
 
 
 def access_lines(server, mark=None):
@@ -141,7 +143,7 @@ def test_custom_log_config_logger_names_and_args(server_factory, tmp_path):
     # and the access record's args (client, method, path, version, status) are Uvicorn's.
     import json as _json
 
-    from tests.conftest import IS_PALFREY
+    from tests.support.common import IS_PALFREY
 
     prefix = "palfrey" if IS_PALFREY else "uvicorn"
     config = {

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.conftest import RawConn
+from tests.support.client import RawConn
 
 KNOWN_NAMES = [
     "Host",

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import RawConn
+from tests.support.client import RawConn
 
 pytestmark = pytest.mark.palfrey_only
 

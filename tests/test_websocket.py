@@ -15,8 +15,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import RawConn
-from tests.ws_raw import (
+from tests.support.client import RawConn
+from tests.support.ws_client import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
