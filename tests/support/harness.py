@@ -7,7 +7,8 @@ does) and gets the same outcome on every run.
     responses = check_invariants(outcome)               # parsed; raises on a broken rule
 
 A read is what the loop does on a readable socket: ``get_buffer`` then ``buffer_updated`` with
-as much as the buffer offered. Between two reads the loop runs until nothing moves (no output,
+as much as the buffer offered, from a callback of the running loop (so that on Python 3.12+
+an app task starts eagerly inside the parser, as it does in the server). Between two reads the loop runs until nothing moves (no output,
 no new task, no completed request for a few passes), so the app tasks answer. ``Connection``
 gives a test the single steps (one read, settle, the client vanishing); a FakeTransport records
 every write, close and pause. The WebSocket hand-over works too: after it, reads go to the
@@ -289,7 +290,27 @@ class Connection:
 
     def read(self, data: bytes) -> int:
         """One read: as much of ``data`` as the HTTP protocol's buffer takes (the count is
-        returned), or all of it for the protocol the connection was handed over to."""
+        returned), or all of it for the protocol the connection was handed over to. As the
+        loop does it, from a callback of the running loop (on Python 3.12+ an app task then
+        starts eagerly, inside the parser), in one pass of the loop."""
+        result: list[tuple[bool, Any]] = []
+
+        def callback() -> None:
+            try:
+                result.append((True, self._take(data)))
+            except BaseException as exc:  # noqa: BLE001 -- raised again below, outside the loop
+                result.append((False, exc))
+
+        loop = self.harness.loop
+        loop.call_soon(callback)
+        loop.call_soon(loop.stop)  # what the read schedules runs on the next pass, not this one
+        loop.run_forever()
+        ok, value = result[0]
+        if not ok:
+            raise value
+        return value
+
+    def _take(self, data: bytes) -> int:
         if self.transport.protocol is not self.http:
             self.transport.protocol.data_received(data)
             return len(data)
