@@ -281,11 +281,11 @@ GOOD_REQUESTS = [
 
 
 @pytest.mark.parametrize("name,data", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
-def test_bad_request_400(server, name, data):
-    mark = server.mark()
-    resp, conn = send_expect_error(server.port, data, 400)
+def test_bad_request_400(any_loop_server, name, data):
+    mark = any_loop_server.mark()
+    resp, conn = send_expect_error(any_loop_server.port, data, 400)
     conn.close()
-    check_one_warning(server, mark, "Invalid HTTP request received.", port=resp.client_port)
+    check_one_warning(any_loop_server, mark, "Invalid HTTP request received.", port=resp.client_port)
 
 
 @pytest.mark.palfrey_only
@@ -391,3 +391,9 @@ def test_no_traceback_for_many_bad_requests(server):
     resp, conn = raw_request(server.port, b"GET / HTTP/1.1\r\n" + H + b"\r\n")
     with conn:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize("method", [b"DESCRIBE", b"SETUP", b"PLAY", b"FOO", b"GETX", b"GE"])
+def test_unknown_methods_refused(server, method):
+    _, conn = send_expect_error(server.port, method + b" / HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+    conn.close()
