@@ -518,3 +518,12 @@ def worker_pids(parent: int) -> set[int]:
         if b"spawn_main" in cmdline:
             pids.add(int(entry.name))
     return pids
+
+
+def wait_for_note(server: Process, text: str, timeout: float = 5.0) -> None:
+    """Wait (bounded) for the ``APP <text>`` line an app of tests/apps.py writes (apps.note):
+    what the app has done, when the client cannot see it yet."""
+    pattern = f"^APP {re.escape(text)}$"
+    assert server.wait_for_log(pattern, "stderr", timeout), (
+        f"no {pattern!r} on stderr:\n" + server.stderr_text()[-3000:]
+    )
