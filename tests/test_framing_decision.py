@@ -30,7 +30,7 @@ def without_fields(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "fields"}
 
 
-# -- which framing -----------------------------------------------------------------------------
+# -- which framing ---------------------------------------------------------------------------------
 
 
 NO_CONTENT = [
@@ -96,7 +96,7 @@ def test_http2_streams_the_body():
     )
 
 
-# -- keep-alive -----------------------------------------------------------------------------------
+# -- keep-alive ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", [b"close", b"Close", b"keep-alive, CLOSE", b"foo , close"])
@@ -122,7 +122,7 @@ def test_a_connection_that_cannot_be_reused_says_close():
     )
 
 
-# -- what is refused --------------------------------------------------------------------------------
+# -- what is refused -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_a_connection_that_cannot_be_reused_says_close():
 )
 def test_content_length_with_transfer_encoding_is_refused(headers):
     # RFC 9112 6.2: never both; a recipient could not tell where the body ends.
-    with pytest.raises(RuntimeError, match="^Response has both content-length and transfer-encoding"):
+    with pytest.raises(RuntimeError, match="^Response has both content-length and transfer-enc"):
         framing(headers=headers)
 
 
@@ -170,7 +170,7 @@ def test_names_and_values_must_be_bytes(header):
         framing(headers=[header])
 
 
-# -- the encoding -----------------------------------------------------------------------------------
+# -- the encoding ----------------------------------------------------------------------------------
 
 
 def test_fields_are_written_in_order_names_lower_cased_values_raw():

@@ -26,7 +26,8 @@ pytestmark = [
     ),
 ]
 
-GARBAGE = b"P\nHost: t: \r"  # what followed the close in corpus/regressions/eager-close-then-garbage
+# What followed the close in tests/fuzz/corpus/regressions/eager-close-then-garbage.
+GARBAGE = b"P\nHost: t: \r"
 
 
 class ImmediateApp:
@@ -127,7 +128,8 @@ def test_the_regression_input_gets_its_three_answers_in_order():
     with Harness(app) as harness:
         outcome = harness.run_connection([data])
     responses = check_invariants(outcome)
-    assert [(r.status, r.body) for r in responses] == [(200, b"/a:"), (200, b"/b:hi"), (200, b"/n:")]
+    answers = [(r.status, r.body) for r in responses]
+    assert answers == [(200, b"/a:"), (200, b"/b:hi"), (200, b"/n:")]
     assert responses[-1].header(b"connection") == b"close"
     assert outcome.closed and outcome.writes_after_close == 0
     assert not outcome.errors and not outcome.leaks

@@ -29,13 +29,14 @@ def report(server, rid: str, timeout: float = 5.0):
 
 
 def test_exception_before_start_500(any_loop_server):
-    mark = any_loop_server.mark()
-    resp, conn = raw_request(any_loop_server.port, simple_get("/raise-before"))
+    server = any_loop_server
+    mark = server.mark()
+    resp, conn = raw_request(server.port, simple_get("/raise-before"))
     with conn:
         assert_error_response(resp, conn, 500)
-    assert any_loop_server.wait_for_log(r"^ERROR:    Exception in ASGI application$", "stderr", 5, mark)
-    assert any_loop_server.wait_for_log(r"^ValueError: boom-before-start$", "stderr", 5, mark)
-    lines = any_loop_server.since(mark)
+    assert server.wait_for_log(r"^ERROR:    Exception in ASGI application$", "stderr", 5, mark)
+    assert server.wait_for_log(r"^ValueError: boom-before-start$", "stderr", 5, mark)
+    lines = server.since(mark)
     i = lines.index("ERROR:    Exception in ASGI application")
     assert lines[i + 1].startswith("Traceback (most recent call last):"), lines[i : i + 3]
 

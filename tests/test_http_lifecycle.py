@@ -207,9 +207,7 @@ def test_sigterm_with_pipelined_requests(server_factory):
     # either answered or the connection closes -- never a hang, never a torn response.
     s = server_factory("tests.apps:app")
     with RawConn(s.port, timeout=10) as conn:
-        conn.send(
-            b"GET /slow?t=1&id=pipelined HTTP/1.1\r\n" + H + b"\r\n" + simple_get("/echo-path/queued")
-        )
+        conn.send(simple_get("/slow?t=1&id=pipelined") + simple_get("/echo-path/queued"))
         wait_for_note(s, "slow pipelined started")
         s.send_signal(signal.SIGTERM)
         r1 = conn.read_response()

@@ -282,10 +282,11 @@ GOOD_REQUESTS = [
 
 @pytest.mark.parametrize("name,data", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_request_400(any_loop_server, name, data):
-    mark = any_loop_server.mark()
-    resp, conn = send_expect_error(any_loop_server.port, data, 400)
+    server = any_loop_server
+    mark = server.mark()
+    resp, conn = send_expect_error(server.port, data, 400)
     conn.close()
-    check_one_warning(any_loop_server, mark, "Invalid HTTP request received.", port=resp.client_port)
+    check_one_warning(server, mark, "Invalid HTTP request received.", port=resp.client_port)
 
 
 @pytest.mark.palfrey_only

@@ -26,7 +26,9 @@ PACKAGE_DIR = Path(palfrey.__file__).resolve().parent
 COMPILED = "palfrey._parser"
 # The compiled core: Python-level imports at the start of a line in these files.
 COMPILED_SOURCES = ["_parser.pyx", "_shared.pxi", "_cycle.pxi", "_websocket.pxi"]
-PYX_IMPORT = re.compile(r"^(?:from\s+(palfrey[\w.]*)\s+import\s+([\w\s,()]+)|import\s+(palfrey[\w.]*))")
+PYX_IMPORT = re.compile(
+    r"^(?:from\s+(palfrey[\w.]*)\s+import\s+([\w\s,()]+)|import\s+(palfrey[\w.]*))"
+)
 
 
 def module_name(path: Path) -> str:
@@ -48,7 +50,7 @@ def _runs_at_import(body: list[ast.stmt]) -> Iterator[ast.stmt]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         test = getattr(node, "test", None) if isinstance(node, ast.If) else None
-        if getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING":
+        if "TYPE_CHECKING" in (getattr(test, "id", None), getattr(test, "attr", None)):
             yield from _runs_at_import(node.orelse)
             continue
         yield node
@@ -87,8 +89,9 @@ def import_graph() -> dict[str, set[str]]:
                 for alias in node.names:
                     graph[name] |= _targets(name, False, alias.name, [], 0, known)
             elif isinstance(node, ast.ImportFrom):
-                graph[name] |= _targets(name, path.name == "__init__.py", node.module,
-                                        [a.name for a in node.names], node.level, known)  # fmt: skip
+                names = [a.name for a in node.names]
+                is_package = path.name == "__init__.py"
+                graph[name] |= _targets(name, is_package, node.module, names, node.level, known)
     for source in COMPILED_SOURCES:
         for line in (PACKAGE_DIR / source).read_text().splitlines():
             m = PYX_IMPORT.match(line)

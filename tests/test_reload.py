@@ -155,5 +155,7 @@ def test_a_syntax_error_then_a_fix_recovers(reloading, tmp_path) -> None:
     assert server.alive()  # the reloader keeps watching
 
     write_app(tmp_path, "fixed")
-    assert wait_until(lambda: body_or_none(server) == b"fixed", RELOAD_TIMEOUT), server.stderr_text()
+    assert wait_until(lambda: body_or_none(server) == b"fixed", RELOAD_TIMEOUT), (
+        server.stderr_text()
+    )
     assert len(re.findall(r"Started reloader process", server.stderr_text())) == 1

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.palfrey_only
 MAX_SIZE = 64 * 1024
 
 
-def handshake(server_extensions: list, client_extensions: list) -> tuple[WSConnection, WSConnection]:
+def handshake(server_extensions: list, client_extensions: list) -> tuple[WSConnection, ...]:
     """A client and a server wsproto connection after the opening handshake."""
     client = WSConnection(ConnectionType.CLIENT)
     server = WSConnection(ConnectionType.SERVER)
@@ -84,7 +84,8 @@ def test_frame_state_without_an_extension():
     assert frames.at_frame_boundary()
 
     # A fragmented message: between its frames wsproto holds the message, not a frame.
-    (first,) = deliver(client, server, client.send(events.BytesMessage(data=b"ab", message_finished=False)))
+    wire = client.send(events.BytesMessage(data=b"ab", message_finished=False))
+    (first,) = deliver(client, server, wire)
     assert first.data == b"ab" and not first.message_finished
     assert not frames.at_frame_boundary()
     (last,) = deliver(client, server, client.send(events.BytesMessage(data=b"cd")))

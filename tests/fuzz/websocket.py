@@ -81,8 +81,10 @@ def wsproto_reading(payload: bytes) -> Reading:
         if isinstance(event, (events.TextMessage, events.BytesMessage)):
             parts.append(event.data)
             if event.message_finished:
-                text = isinstance(event, events.TextMessage)
-                reading.messages.append(("text", "".join(parts)) if text else ("bytes", b"".join(parts)))
+                if isinstance(event, events.TextMessage):
+                    reading.messages.append(("text", "".join(parts)))
+                else:
+                    reading.messages.append(("bytes", b"".join(parts)))
                 parts = []
         elif isinstance(event, events.CloseConnection):
             reading.code = event.code

@@ -33,13 +33,13 @@ Where names used to be (for branches written before this layout):
                           TEST_TIMEOUT                                    -> pyproject's timeout
     tests.support         Proc, ScriptProc, clean_env,
                           procs_stopped_at_teardown                       -> support.server
-                          RUNNING_ANY                                     -> support.server.RUNNING_RE
+                          RUNNING_ANY                           -> support.server.RUNNING_RE
                           unix_request                                    -> support.client
                           NGINX, NGINX_CONF, running_nginx                -> support.nginx
     tests.process_support SupervisedServer, supervised_servers, process_gone,
                           group_members, worker_pids                      -> support.server
                           get, get_pid, Load                              -> support.client
-                          wait_for                                        -> support.common.wait_until
+                          wait_for                              -> support.common.wait_until
     tests.ws_raw          everything                                      -> support.ws_client
     tests.fuzz.driver     Driver(app)             -> support.harness.Harness (the fuzz one:
                                                      tests.fuzz.apps.new_driver(app))

@@ -336,7 +336,7 @@ def unix_request(path: str, data: bytes, timeout: float = 5.0) -> bytes:
             out += chunk
 
 
-# -- one GET per connection, and a load of them (the --workers and --reload tests) ------------------
+# -- one GET per connection, and a load of them (the --workers and --reload tests) -----------------
 
 
 def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:

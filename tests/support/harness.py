@@ -8,8 +8,9 @@ does) and gets the same outcome on every run.
 
 A read is what the loop does on a readable socket: ``get_buffer`` then ``buffer_updated`` with
 as much as the buffer offered, from a callback of the running loop (so that on Python 3.12+
-an app task starts eagerly inside the parser, as it does in the server). Between two reads the loop runs until nothing moves (no output,
-no new task, no completed request for a few passes), so the app tasks answer. ``Connection``
+an app task starts eagerly inside the parser, as it does in the server). Between two reads
+the loop runs until nothing moves (no output, no new task, no completed request for a few
+passes), so the app tasks answer. ``Connection``
 gives a test the single steps (one read, settle, the client vanishing); a FakeTransport records
 every write, close and pause. The WebSocket hand-over works too: after it, reads go to the
 WebSocket protocol's ``data_received``, as the loop's ``set_protocol`` makes them.
@@ -388,7 +389,7 @@ def parse_responses(out: bytes) -> list[ParsedResponse]:
     while pos < len(out):
         m = STATUS_LINE.match(out, pos)
         if not m:
-            raise BadOutput(f"response at {pos} does not start with 'HTTP/1.1 ': {out[pos:pos+80]!r}")
+            raise BadOutput(f"response at {pos} is not 'HTTP/1.1 ...': {out[pos:pos+80]!r}")
         end = out.find(b"\r\n\r\n", m.start())
         if end < 0:
             raise BadOutput(f"unterminated head: {out[pos:pos+200]!r}")
@@ -467,7 +468,7 @@ def server_frames(out: bytes) -> list[tuple[int, bytes]]:
     while pos < len(out):
         assert len(out) - pos >= 2, "truncated frame header"
         first, second = out[pos], out[pos + 1]
-        assert first & 0x80 and not first & 0x70, f"server frame not FIN or with RSV bits: {first:#x}"
+        assert first & 0x80 and not first & 0x70, f"a server frame not FIN, or RSV set: {first:#x}"
         assert not second & 0x80, "a server frame must not be masked (RFC 6455 5.1)"
         length, pos = second & 0x7F, pos + 2
         if length == 126:

@@ -396,7 +396,7 @@ class SupervisedServer(Proc):
         return worker_pids(self.pid)
 
 
-# -- fixture bodies: every process started through them is stopped at teardown -----------------------
+# -- fixture bodies: every process started through them is stopped at teardown ---------------------
 
 
 def _stopped_at_teardown(new: Callable[..., Process]) -> Iterator[Callable[..., Any]]:
@@ -442,7 +442,7 @@ def start_server(
     return ServerProcess(app, args, env, port).start()
 
 
-# -- checking what a server logged --------------------------------------------------------------------
+# -- checking what a server logged -----------------------------------------------------------------
 
 
 def check_one_warning(
@@ -473,7 +473,7 @@ def check_one_warning(
         assert not access, access
 
 
-# -- processes in /proc -----------------------------------------------------------------------------
+# -- processes in /proc ----------------------------------------------------------------------------
 
 
 def _stat_fields(pid: int) -> list[str] | None:
