@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.apps_h2 import grpc_message
-from tests.h2_support import (
+from tests.support.h2 import (
     ON_HYPERCORN,
     H2Client,
     certs,  # noqa: F401 - fixture

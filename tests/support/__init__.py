@@ -16,6 +16,8 @@ this package exports nothing itself.
     harness.py    the compiled protocol in-process, no socket: Harness / Connection decide where
                   reads split; Outcome, parse_responses, check_invariants, server_frames
     nginx.py      nginx in front of a server: NGINX, running_nginx
+    h2.py         HTTP/2: its servers (h2c, TLS; Hypercorn as a reference), H2Client on h2,
+                  RawH2 for frames h2 refuses to send, /proc figures, curl and nghttp
 
 tests/conftest.py holds only fixtures and hooks (server, server_factory, module_server_factory,
 any_loop_server). tests/apps*.py and tests/ws_apps.py are the ASGI apps servers run
@@ -41,6 +43,7 @@ Where names used to be (for branches written before this layout):
                           get, get_pid, Load                              -> support.client
                           wait_for                              -> support.common.wait_until
     tests.ws_raw          everything                                      -> support.ws_client
+    tests.h2_support      everything                                      -> support.h2
     tests.fuzz.driver     Driver(app)             -> support.harness.Harness (the fuzz one:
                                                      tests.fuzz.apps.new_driver(app))
                           FakeTransport, Outcome, parse_responses, ParsedResponse, BadOutput,
