@@ -46,14 +46,37 @@ def server(module_server_factory) -> ServerProcess:
     return module_server_factory("tests.apps:app")
 
 
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator:
+    """``shared_server(app, *args)``: one server per distinct (app, args) for the whole session
+    (of each xdist worker), started on first use, stopped at the end."""
+    bodies = servers_stopped_at_teardown()
+    make = next(bodies)
+    started: dict[tuple[str, ...], ServerProcess] = {}
+
+    def get(app: str, *args: str) -> ServerProcess:
+        if (app, *args) not in started:
+            started[(app, *args)] = make(app, *args)
+        return started[(app, *args)]
+
+    yield get
+    next(bodies, None)  # stops them
+
+
 @pytest.fixture(scope="module", params=LOOPS, ids=lambda loop: f"loop-{loop}")
 def loop_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture(scope="module")
-def any_loop_server(request: pytest.FixtureRequest, module_server_factory, loop_name):
+def any_loop_server(request: pytest.FixtureRequest, loop_name, shared_server) -> ServerProcess:
     """tests.apps:app on each of LOOPS in turn (the "auto" one is the module's ``server``)."""
     if loop_name == "auto":
         return request.getfixturevalue("server")
-    return module_server_factory("tests.apps:app", "--loop", loop_name)
+    return shared_server("tests.apps:app", "--loop", loop_name)
+
+
+@pytest.fixture(scope="module")
+def any_loop_scope_server(loop_name, shared_server) -> ServerProcess:
+    """tests.apps:scope_app on each of LOOPS in turn."""
+    return shared_server("tests.apps:scope_app", "--loop", loop_name)

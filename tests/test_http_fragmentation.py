@@ -105,15 +105,10 @@ def test_pipelined_pair_split_everywhere(app_harness):
         assert [r.body for r in responses] == [b"/echo-path/one", b"/echo-path/two"], i
 
 
-@pytest.fixture(scope="module")
-def scope_server_any_loop(module_server_factory, loop_name):
-    return module_server_factory("tests.apps:scope_app", "--loop", loop_name)
-
-
 @pytest.mark.parametrize("request_bytes", [GET_REQ, CHUNKED_REQ], ids=["get", "chunked"])
-def test_byte_at_a_time_over_a_socket(scope_server_any_loop, request_bytes):
+def test_byte_at_a_time_over_a_socket(any_loop_scope_server, request_bytes):
     def scope_of(parts: list[bytes]) -> dict:
-        with RawConn(scope_server_any_loop.port) as conn:
+        with RawConn(any_loop_scope_server.port) as conn:
             for i, part in enumerate(parts):
                 if i:
                     # A client that dribbles its request: the pause is that client (over

@@ -97,10 +97,10 @@ def ka_server(module_server_factory):
 
 
 @pytest.fixture(scope="module")
-def ka_server_any_loop(request, module_server_factory, loop_name):
+def ka_server_any_loop(request, shared_server, loop_name):
     if loop_name == "auto":
         return request.getfixturevalue("ka_server")
-    return module_server_factory("tests.apps:app", "--loop", loop_name, "--timeout-keep-alive", "1")
+    return shared_server("tests.apps:app", "--loop", loop_name, "--timeout-keep-alive", "1")
 
 
 def test_keep_alive_timeout_closes_idle(ka_server_any_loop):

@@ -175,17 +175,12 @@ def test_random_pipelined_batches(scope_harness):
             check(json.loads(resp.body), scope, (batch, i))
 
 
-@pytest.fixture(scope="module")
-def scope_server_any_loop(module_server_factory, loop_name):
-    return module_server_factory("tests.apps:scope_app", "--loop", loop_name)
-
-
-def test_random_pipelined_batches_over_a_socket(scope_server_any_loop):
+def test_random_pipelined_batches_over_a_socket(any_loop_scope_server):
     # The same batches written in pieces over a real socket, on each event loop: the pauses
     # are a client writing in bursts, the kernel decides the reads.
     rng = random.Random(4242)
     for batch, pieces, expected in pipelined_batches(rng):
-        with RawConn(scope_server_any_loop.port, timeout=10) as conn:
+        with RawConn(any_loop_scope_server.port, timeout=10) as conn:
             for j, piece in enumerate(pieces):
                 if j and rng.random() < 0.5:
                     time.sleep(0.001)

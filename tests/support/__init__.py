@@ -20,8 +20,8 @@ this package exports nothing itself.
                   RawH2 for frames h2 refuses to send, /proc figures, curl and nghttp
 
 tests/conftest.py holds only fixtures and hooks (server, server_factory, module_server_factory,
-any_loop_server). tests/apps*.py and tests/ws_apps.py are the ASGI apps servers run
-("tests.apps:app"); tests/fuzz/ the fuzz targets, on harness.py.
+shared_server, any_loop_server, any_loop_scope_server). tests/apps*.py and tests/ws_apps.py are
+the ASGI apps servers run ("tests.apps:app"); tests/fuzz/ the fuzz targets, on harness.py.
 
 Where names used to be (for branches written before this layout):
 
