@@ -46,10 +46,20 @@ def test_no_content_whatever_the_fields_say(status, method, headers):
     assert without_fields(framing(status, method, headers=headers)) == decision("none")
 
 
-def test_no_content_keeps_the_apps_fields():
-    # A HEAD or 304 response keeps the Content-Length the app sent (RFC 9110 8.6).
-    result = framing(304, headers=[(CL, b"13"), (b"ETag", b'"x"')])
+@pytest.mark.parametrize("status,method", [(304, "GET"), (200, "HEAD")])
+def test_head_and_304_keep_the_apps_content_length(status, method):
+    # They describe the representation a GET would get (RFC 9110 8.6).
+    result = framing(status, method, headers=[(CL, b"13"), (b"ETag", b'"x"')])
     assert result["fields"] == b'content-length: 13\r\netag: "x"\r\n'
+
+
+@pytest.mark.parametrize("status", [100, 103, 199, 204])
+@pytest.mark.parametrize("field", [(CL, b"0"), (b"Transfer-Encoding", b"chunked")])
+def test_1xx_and_204_drop_content_length_and_transfer_encoding(status, field):
+    # RFC 9110 8.6, RFC 9112 6.1: never in these, whatever the app sent (SPEC 2).
+    result = framing(status, headers=[field, (b"X-App", b"yes")])
+    assert result["fields"] == b"x-app: yes\r\n"
+    assert without_fields(result) == decision("none")
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.1", "2"])
@@ -79,6 +89,13 @@ def test_http10_without_length_is_delimited_by_close():
     assert without_fields(framing(version="1.0")) == decision(
         "close", keep_alive=False, add_close=True
     )
+
+
+def test_http10_drops_the_apps_chunked_coding():
+    # RFC 9112 6.1: no Transfer-Encoding in an answer to HTTP/1.0; the close ends the body.
+    result = framing(version="1.0", headers=[(TE, b"chunked"), (b"x-app", b"yes")])
+    assert without_fields(result) == decision("close", keep_alive=False, add_close=True)
+    assert result["fields"] == b"x-app: yes\r\n"
 
 
 def test_http10_with_length_and_no_keep_alive():

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from tests.support.client import RawConn, raw_request, simple_get
-from tests.support.harness import Harness
 
 
 def test_chunked_response_framing(any_loop_server):
@@ -158,36 +157,3 @@ def test_slow_reader_large_response(any_loop_server):
         conn.send(simple_get("/echo-path/after"))
         assert conn.read_response().body == b"/echo-path/after"
 
-
-# -- KNOWN CORE ISSUES, kept as strict xfails so that the fix is noticed (found while writing the
-# framing tests of issue 11; the core is not changed here). In-process: the app sends exactly
-# the fields given.
-
-
-def answer_with(status: int, headers: list, request: bytes) -> bytes:
-    async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if status == 204 else b"abc"})
-
-    with Harness(app) as harness:
-        return harness.run_connection([request]).out
-
-
-@pytest.mark.palfrey_only
-@pytest.mark.xfail(strict=True, reason="core: a 204 keeps the app's Content-Length/Transfer-Encoding")
-@pytest.mark.parametrize("field", [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")])
-def test_204_never_carries_content_length_or_transfer_encoding(field):
-    # SPEC 2 and RFC 9110 8.6 / RFC 9112 6.1: whatever the app sent.
-    out = answer_with(204, [field], simple_get("/"))
-    assert out.startswith(b"HTTP/1.1 204 "), out
-    assert field[0] + b":" not in out.lower(), out
-
-
-@pytest.mark.palfrey_only
-@pytest.mark.xfail(strict=True, reason="core: the app's chunked coding reaches an HTTP/1.0 client")
-def test_http10_is_never_chunked_even_when_the_app_says_so():
-    # RFC 9112 6.1: no Transfer-Encoding in a response to an HTTP/1.0 request; SPEC 2: an
-    # HTTP/1.0 response without Content-Length is delimited by the close, never chunked.
-    out = answer_with(200, [(b"transfer-encoding", b"chunked")], b"GET / HTTP/1.0\r\n\r\n")
-    assert b"transfer-encoding" not in out.lower(), out
-    assert out.endswith(b"\r\n\r\nabc"), out
