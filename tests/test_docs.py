@@ -434,7 +434,7 @@ def test_streaming(example_server) -> None:
 
 def test_extensions_example(example_server) -> None:
     """extensions.py: a 103 with the Link value, then the file (by pathsend) as the body."""
-    from tests.conftest import RawConn
+    from tests.support.client import RawConn
 
     server = example_server("extensions:app", "--port", "0")
     with RawConn(server.port) as conn:
@@ -485,7 +485,7 @@ def test_nginx_example(example_server, tmp_path: Path) -> None:
 def test_nginx_http2_example(example_server, tmp_path: Path) -> None:
     """nginx-http2.conf: HTTP/2 over TLS to nginx, h2c (grpc_pass) to Palfrey; a WebSocket
     through the /ws/ location, by HTTP/1.1."""
-    from tests.support import NGINX
+    from tests.support.nginx import NGINX
 
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")
