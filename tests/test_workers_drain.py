@@ -148,7 +148,8 @@ def _more(load: KeepAliveLoad, n: int, timeout: float = 20.0) -> None:
 
 def test_two_sighup_restarts_lose_no_request(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2")
-    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     generations = [set(first)]
     with KeepAliveLoad(server.port) as load:
@@ -174,7 +175,8 @@ def test_two_sighup_restarts_lose_no_request(supervised) -> None:
 def test_limit_max_requests_recycles_without_loss(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2", "--limit-max-requests", "1500",
                         "--limit-max-requests-jitter", "500")
-    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with KeepAliveLoad(server.port) as load:
         # Several recycles: at least 4 workers other than the first two have served.
@@ -190,7 +192,8 @@ def test_limit_max_requests_recycles_without_loss(supervised) -> None:
 
 def test_sigttin_then_sigttou_lose_no_request(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2")
-    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with KeepAliveLoad(server.port) as load:
         _more(load, 300)
@@ -214,7 +217,8 @@ def test_a_retiring_worker_keeps_an_idle_connection_until_its_next_request(super
     more (with connection: close). A server that stops as a whole would have closed it after
     a short grace; this one waits up to --timeout-keep-alive."""
     server = supervised(APP, *BASE, "--workers", "2", "--timeout-keep-alive", "20")
-    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
