@@ -2,7 +2,9 @@
 
 ``app`` is a router on the request path (with ``root_path`` stripped); the other names are
 single-purpose apps. Apps that observe something the client cannot see on the wire record it
-in ``STATE`` (keyed by the ``id`` query parameter) and ``/report?id=X`` returns it as JSON.
+in ``STATE`` (keyed by the ``id`` query parameter) and ``/report?id=X`` returns it as JSON;
+given an ``id``, /slow and /body-info also write ``APP ...`` lines on stderr (``note``) for a
+test to wait on (``server.wait_for_log``), where a request to /report could not get through.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import os
 import time
 from urllib.parse import parse_qs
 
@@ -25,6 +28,11 @@ class ArgsFormatter(logging.Formatter):
 
 # Side channel: what an earlier request's app observed.
 STATE: dict[str, dict] = {}
+
+
+def note(text: str) -> None:
+    """``APP <text>`` on stderr, in one write: lines of concurrent requests never interleave."""
+    os.write(2, f"APP {text}\n".encode())
 
 
 def jsonable(value):
@@ -154,6 +162,8 @@ async def r_body_info(scope, receive, send, q):
                 "body_type": type(chunk).__name__,
             }
         )
+        if q.get("id") and len(messages) == 1:
+            note(f"body-info {q['id']} received {length}")
         if not message.get("more_body", False):
             break
         if q.get("delay"):
@@ -340,10 +350,16 @@ async def r_connection_close(scope, receive, send, q):
 
 async def r_slow(scope, receive, send, q):
     t = float(q.get("t", "1"))
-    if q.get("id"):
-        STATE[q["id"]] = {"started": time.time()}
-    await asyncio.sleep(t)
-    await respond(send, 200, b"slow done")
+    rid = q.get("id")
+    if rid:
+        STATE[rid] = {"started": time.time()}
+        note(f"slow {rid} started")
+    try:
+        await asyncio.sleep(t)
+        await respond(send, 200, b"slow done")
+    finally:
+        if rid:
+            note(f"slow {rid} finished")
 
 
 async def r_raise_before(scope, receive, send, q):

@@ -594,7 +594,7 @@ async def graceful_shutdown(server, requests: int, slow_seconds: float) -> Shutd
 
 
 def _start(*args: str):
-    from tests.conftest import ServerProcess
+    from tests.support.server import ServerProcess
 
     return ServerProcess("tests.apps_hardening:app", ("--no-access-log", *args)).start()
 

@@ -8,8 +8,8 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import RawConn
-from tests.support import Proc
+from tests.support.client import RawConn
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 

@@ -14,8 +14,8 @@ import subprocess
 import httpx
 import pytest
 
-from tests.conftest import RawConn
-from tests.support import Proc
+from tests.support.client import RawConn
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 trustme = pytest.importorskip("trustme", reason="trustme is in the [test] extra")

@@ -8,7 +8,7 @@ import sys
 
 from benchmarks import h2load, idle, instructions, perfstat
 
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 # A callgrind dump as valgrind 3.19 writes it: name compression, a call whose cost line
 # (inclusive) must not count as the caller's self cost, several objects.

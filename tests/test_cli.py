@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import palfrey.cli
 from palfrey.config import DEFAULTS, Config
-from tests.support import Proc, clean_env
+from tests.support.server import Proc, clean_env
 
 pytestmark = pytest.mark.palfrey_only
 
@@ -209,7 +209,8 @@ def test_uvicorn_env_vars_are_adopted(invoke):
 
 
 def test_uvicorn_env_end_to_end():
-    from tests.conftest import free_port, raw_request, simple_get, wait_until
+    from tests.support.client import raw_request, simple_get
+    from tests.support.common import free_port, wait_until
 
     port = free_port()
     proc = Proc(env={"UVICORN_APP": "tests.apps:app", "UVICORN_PORT": str(port),
@@ -335,7 +336,7 @@ def test_uvicorn_command_line_works_with_the_name_changed():
     proc = Proc("tests.apps:scope_app", "--proxy-headers", "--forwarded-allow-ips=*",
                 "--workers", "1", "--log-level", "debug", "--port", "0").start()
     try:
-        from tests.conftest import raw_request, simple_get
+        from tests.support.client import raw_request, simple_get
 
         resp, conn = raw_request(proc.port, simple_get("/", b"X-Forwarded-For: 203.0.113.9\r\n"))
         conn.close()

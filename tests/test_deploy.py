@@ -28,9 +28,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import ROOT, START_TIMEOUT, free_port
-from tests.process_support import SupervisedServer, get, process_gone, wait_for
-from tests.support import Proc
+from tests.support.client import get
+from tests.support.common import ROOT, START_TIMEOUT, free_port, wait_until
+from tests.support.server import Proc, SupervisedServer, process_gone
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -227,14 +227,14 @@ def test_systemd_socket_activation_serves_and_stops_gracefully():
                 assert answer.startswith(b"HTTP/1.1 200 "), (round_, answer, server.stderr_text())
                 assert answer.endswith(b"Hello from Palfrey!")
                 assert server.match.group(5) == f"('127.0.0.1', {port})", server.match.group(0)
-                children = wait_for(lambda: len(server.worker_pids()) == workers
+                children = wait_until(lambda: len(server.worker_pids()) == workers
                                     and server.worker_pids(), START_TIMEOUT)
                 assert children, server.stderr_text()
                 # Every worker serving (a worker stopped while it still boots just exits).
                 for pid in children:
                     assert server.wait_for_log(rf"Started server process \[{pid}\]",
                                                timeout=START_TIMEOUT), server.stderr_text()
-                assert wait_for(lambda: server.stderr_text().count(
+                assert wait_until(lambda: server.stderr_text().count(
                     "Application startup complete") == workers, START_TIMEOUT)
                 assert get(port, "/")[0] == 200
                 # systemctl stop: SIGTERM to the main process (KillMode=mixed).
@@ -244,6 +244,6 @@ def test_systemd_socket_activation_serves_and_stops_gracefully():
                 for pid in children:
                     assert server.wait_for_log(rf"Finished server process \[{pid}\]"), pid
                 # Nothing left for systemd's SIGKILL to find.
-                assert wait_for(lambda: all(process_gone(p) for p in children), 10)
+                assert wait_until(lambda: all(process_gone(p) for p in children), 10)
             finally:
                 server.stop()

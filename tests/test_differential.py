@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import h11
 import pytest
 
-from tests.conftest import ConnectionClosed, RawConn, ReadTimeout
 from tests.differential_corpus import CASES
+from tests.support.client import ConnectionClosed, RawConn, ReadTimeout
 
 pytestmark = pytest.mark.palfrey_only
 

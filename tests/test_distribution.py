@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "wheels.yml"
 PYPROJECT = ROOT / "pyproject.toml"

@@ -23,15 +23,10 @@ import httpx
 import pytest
 
 from palfrey.protocols.common import ERROR_MESSAGES
-from tests.conftest import ROOT, free_port
-from tests.process_support import get
-from tests.support import (
-    Proc,
-    clean_env,
-    procs_stopped_at_teardown,
-    running_nginx,
-    unix_request,
-)
+from tests.support.client import get, unix_request
+from tests.support.common import ROOT, free_port
+from tests.support.nginx import running_nginx
+from tests.support.server import Proc, clean_env, procs_stopped_at_teardown
 
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -502,7 +497,7 @@ def test_streaming(example_server) -> None:
 
 def test_extensions_example(example_server) -> None:
     """extensions.py: a 103 with the Link value, then the file (by pathsend) as the body."""
-    from tests.conftest import RawConn
+    from tests.support.client import RawConn
 
     server = example_server("extensions:app", "--port", "0")
     with RawConn(server.port) as conn:
@@ -514,7 +509,7 @@ def test_extensions_example(example_server) -> None:
 
 
 def test_nginx_example(example_server, tmp_path: Path) -> None:
-    from tests.support import NGINX
+    from tests.support.nginx import NGINX
 
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")
@@ -553,7 +548,7 @@ def test_nginx_example(example_server, tmp_path: Path) -> None:
 def test_nginx_http2_example(example_server, tmp_path: Path) -> None:
     """nginx-http2.conf: HTTP/2 over TLS to nginx, h2c (grpc_pass) to Palfrey; a WebSocket
     through the /ws/ location, by HTTP/1.1."""
-    from tests.support import NGINX
+    from tests.support.nginx import NGINX
 
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")

@@ -17,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import START_TIMEOUT
-from tests.process_support import (
-    Load,
-    SupervisedServer,
-    get,
-    get_pid,
-    group_members,
-    process_gone,
-    wait_for,
-)
+from tests.support.client import Load, get, get_pid
+from tests.support.common import START_TIMEOUT, wait_until
+from tests.support.server import SupervisedServer, group_members, process_gone
 
 gunicorn = pytest.importorskip("gunicorn")
 
@@ -80,7 +73,7 @@ class Gunicorn(SupervisedServer):
             ready = {pid for pid in pids if f"[{pid}] [INFO] {BOOTED}" in text}
             return ready if len(ready) == count and len(pids) == count else None
 
-        pids = wait_for(booted, WORKER_START)
+        pids = wait_until(booted, WORKER_START)
         assert pids, self.stderr_text()
         return pids
 
@@ -146,14 +139,14 @@ def test_hup_replaces_workers_without_a_failed_request(start) -> None:
     server = start("-w", "2")
     old = server.wait_booted(2)
     with Load(server.port, threads=4) as load:
-        assert wait_for(lambda: load.succeeded() >= 100, 15), load.errors[:5]
+        assert wait_until(lambda: load.succeeded() >= 100, 15), load.errors[:5]
         before_hup = load.sent
         server.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: all(process_gone(pid) for pid in old), WORKER_START), (
+        assert wait_until(lambda: all(process_gone(pid) for pid in old), WORKER_START), (
             server.stderr_text()
         )
         after_reload = load.mark()
-        assert wait_for(lambda: load.mark() >= after_reload + 100, 15)
+        assert wait_until(lambda: load.mark() >= after_reload + 100, 15)
     new = server.workers()
     print(
         f"\ngunicorn HUP under load: sent={load.sent} ({before_hup} before the HUP) "
@@ -170,7 +163,7 @@ def test_term_lets_in_flight_requests_finish(start) -> None:
     server.wait_booted(1)
     mark = server.mark()
     threads, results = slow_clients(server.port, "/slow?s=2", 3)
-    assert wait_for(
+    assert wait_until(
         lambda: sum("SLOW-BEGIN" in line for line in server.since(mark)) == 3, 10
     ), server.stderr_text()
     server.send_signal(signal.SIGTERM)
@@ -213,7 +206,7 @@ def test_max_requests_recycles_the_worker_with_jitter(start) -> None:
             served[pid] = served.get(pid, 0) + 1
         return len(served) >= 4
 
-    assert wait_for(recycled_three_times, 3 * WORKER_START, interval=0.01), server.stderr_text()
+    assert wait_until(recycled_three_times, 3 * WORKER_START, interval=0.01), server.stderr_text()
     limits = {
         int(m.group(1)): int(m.group(2))
         for m in re.finditer(
@@ -243,7 +236,7 @@ def test_heartbeat_keeps_an_idle_worker_and_a_blocked_one_is_killed(start) -> No
     )
     threads[0].join(timeout=10)
     assert results and isinstance(results[0], OSError), results  # died with its worker
-    assert wait_for(lambda: process_gone(worker), 10)
+    assert wait_until(lambda: process_gone(worker), 10)
     (replacement,) = server.wait_booted(1)
     assert replacement != worker
     assert get_pid(server.port) == replacement
@@ -270,7 +263,7 @@ def test_usr1_reopens_the_access_log(start, tmp_path: Path) -> None:
     server = start("-w", "1", "--access-logfile", str(log))
     server.wait_booted(1)
     get(server.port, "/?before")
-    assert wait_for(lambda: log.exists() and "GET /?before" in log.read_text(), 5)
+    assert wait_until(lambda: log.exists() and "GET /?before" in log.read_text(), 5)
     log.rename(tmp_path / "access.log.1")
     server.send_signal(signal.SIGUSR1)
 
@@ -278,9 +271,9 @@ def test_usr1_reopens_the_access_log(start, tmp_path: Path) -> None:
         get(server.port, "/?after")
         return log.exists() and "GET /?after" in log.read_text()
 
-    assert wait_for(reopened, 10, interval=0.2), server.stderr_text()
+    assert wait_until(reopened, 10, interval=0.2), server.stderr_text()
     get(server.port, "/?final")
-    assert wait_for(lambda: "GET /?final" in log.read_text(), 5)
+    assert wait_until(lambda: "GET /?final" in log.read_text(), 5)
     assert "GET /?final" not in (tmp_path / "access.log.1").read_text()
 
 

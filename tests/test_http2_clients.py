@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.apps_h2 import grpc_message
-from tests.h2_support import (
+from tests.support.h2 import (
     ON_HYPERCORN,
     H2Client,
     certs,  # noqa: F401 - fixture
@@ -23,7 +23,7 @@ from tests.h2_support import (
     report,
     run_tool,
 )
-from tests.support import NGINX, running_nginx
+from tests.support.nginx import NGINX, running_nginx
 
 pytestmark = [pytest.mark.http2, pytest.mark.palfrey_only]
 

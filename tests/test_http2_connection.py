@@ -12,7 +12,7 @@ import uuid
 import h2.events
 import pytest
 
-from tests.h2_support import (
+from tests.support.h2 import (
     NO_ERROR,
     REFUSED_STREAM,
     H2Client,

@@ -21,7 +21,7 @@ import uuid
 import pytest
 from hpack.hpack import encode_integer
 
-from tests.h2_support import (
+from tests.support.h2 import (
     COMPRESSION_ERROR,
     ENHANCE_YOUR_CALM,
     INITIAL_WINDOW_SIZE,
@@ -41,7 +41,7 @@ from tests.h2_support import (
     settings_frame,
     window_update_frame,
 )
-from tests.h2_support import (
+from tests.support.h2 import (
     palfrey_h2_only as defence,  # Hypercorn has not all of them: H2_TEST_ALL=1 to see
 )
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.h2_support import (
+from tests.support.h2 import (
     ON_HYPERCORN,
     PROTOCOL_ERROR,
     H2Client,

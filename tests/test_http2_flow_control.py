@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.h2_support import (
+from tests.support.h2 import (
     INITIAL_WINDOW_SIZE,
     H2Client,
     Usage,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.h2_support import (
+from tests.support.h2 import (
     COMPRESSION_ERROR,
     ENHANCE_YOUR_CALM,
     FRAME_SIZE_ERROR,

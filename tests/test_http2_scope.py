@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.h2_support import (
+from tests.support.h2 import (
     H2Client,
     h2_server,  # noqa: F401 - fixture
     module_h2_servers,  # noqa: F401 - fixture

@@ -13,8 +13,9 @@ import sys
 import pytest
 from hyperframe.frame import SettingsFrame
 
-from tests.conftest import ROOT, RawConn, simple_get
-from tests.h2_support import (
+from tests.support.client import RawConn, simple_get
+from tests.support.common import ROOT
+from tests.support.h2 import (
     APP,
     ENABLE_CONNECT_PROTOCOL,
     INITIAL_WINDOW_SIZE,
@@ -32,7 +33,7 @@ from tests.h2_support import (
     open_socket,
     palfrey_h2_only,
 )
-from tests.support import Proc, ScriptProc, clean_env
+from tests.support.server import Proc, ScriptProc, clean_env
 
 pytestmark = [pytest.mark.http2, pytest.mark.palfrey_only]
 

@@ -10,7 +10,7 @@ import pytest
 from hyperframe.frame import DataFrame
 
 from tests.apps_h2 import grpc_message
-from tests.h2_support import (
+from tests.support.h2 import (
     CONNECTION_SPECIFIC,
     ON_HYPERCORN,
     RUN_ALL,

@@ -13,7 +13,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
-from tests.h2_support import (
+from tests.support.h2 import (
     ENABLE_CONNECT_PROTOCOL,
     ON_HYPERCORN,
     H2Client,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
+import socket
+import struct
 import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import RawConn, raw_request, simple_get, wait_until
+from tests import apps
+from tests.support.client import ConnectionClosed, RawConn, raw_request, simple_get
+from tests.support.common import wait_until
+from tests.support.harness import Harness, check_invariants
+from tests.support.server import wait_for_note
 
 H = b"Host: example.org\r\n"
 
@@ -70,7 +75,8 @@ def test_large_body_echo(server):
     assert r.status_code == 200 and r.content == data
 
 
-def test_large_chunked_body_raw(server):
+def large_chunked_request() -> tuple[bytes, bytes]:
+    """(the request, its body): 1 MiB in chunks of 1 to 70,000 bytes, to /body-info."""
     rng = random.Random(9)
     data = rng.randbytes(1 << 20)
     parts = []
@@ -86,8 +92,13 @@ def test_large_chunked_body_raw(server):
         + b"".join(parts)
         + b"0\r\n\r\n"
     )
-    with RawConn(server.port, timeout=10) as conn:
-        # Send in odd-sized writes so chunk headers straddle reads.
+    return req, data
+
+
+def test_large_chunked_body_raw(any_loop_server):
+    req, data = large_chunked_request()
+    with RawConn(any_loop_server.port, timeout=10) as conn:
+        # Odd-sized writes; the kernel decides the reads (see the next test for exact ones).
         for i in range(0, len(req), 9973):
             conn.send(req[i : i + 9973])
         resp = conn.read_response()
@@ -96,23 +107,32 @@ def test_large_chunked_body_raw(server):
         assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_large_body_slow_reader(server):
+def test_large_chunked_body_in_odd_reads():
+    # Reads of 9973 bytes, in-process: chunk headers straddle reads at known places.
+    req, data = large_chunked_request()
+    with Harness(apps.app) as harness:
+        (resp,) = check_invariants(
+            harness.run_connection([req[i : i + 9973] for i in range(0, len(req), 9973)])
+        )
+    info = json.loads(resp.body)
+    assert info["length"] == len(data)
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_large_body_slow_reader(any_loop_server):
     # The app sleeps between receive() calls: reading must pause and resume without loss.
     data = random.Random(10).randbytes(4 << 20)
-    r = httpx.post(server.url("/body-info?delay=0.002"), content=data, timeout=30)
+    r = httpx.post(any_loop_server.url("/body-info?delay=0.002"), content=data, timeout=30)
     info = r.json()
     assert info["length"] == len(data)
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_body_arrives_in_pieces(server):
-    with RawConn(server.port) as conn:
-        conn.send(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 11\r\n\r\n")
-        time.sleep(0.05)
-        conn.send(b"hello")
-        time.sleep(0.05)
-        conn.send(b" world")
-        resp = conn.read_response()
+def test_body_arrives_in_pieces():
+    # The head, then the body in two reads (in-process: each piece is one read).
+    reads = [b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 11\r\n\r\n", b"hello", b" world"]
+    with Harness(apps.app) as harness:
+        (resp,) = check_invariants(harness.run_connection(reads))
         assert resp.body == b"hello world"
 
 
@@ -137,8 +157,8 @@ def test_unread_body_is_skipped(server):
 
 
 @pytest.mark.parametrize("expect", [b"100-continue", b"100-Continue"])
-def test_expect_continue_when_app_reads(server, expect):
-    with RawConn(server.port) as conn:
+def test_expect_continue_when_app_reads(any_loop_server, expect):
+    with RawConn(any_loop_server.port) as conn:
         conn.send(
             b"POST /expect-read HTTP/1.1\r\n"
             + H
@@ -211,7 +231,8 @@ def test_expect_continue_httpx(server):
 # -- disconnect -----------------------------------------------------------------------------
 
 
-def test_disconnect_after_body(server):
+def test_disconnect_after_body(any_loop_server):
+    server = any_loop_server
     rid = uuid.uuid4().hex
     conn = RawConn(server.port)
     conn.send(
@@ -236,7 +257,8 @@ def test_disconnect_mid_body(server):
         + b"Content-Length: 100000\r\n\r\n"
         + b"x" * 1000
     )
-    time.sleep(0.2)
+    # The app has part of the body (how much depends on the server's reads).
+    assert server.wait_for_log(rf"^APP body-info {rid} received \d+$", "stderr", 5)
     conn.close()
     # The server survives and keeps serving.
     r = httpx.get(server.url("/"), timeout=5)
@@ -253,16 +275,18 @@ def test_receive_after_response_is_disconnect(server):
         assert data == {"message": {"type": "http.disconnect"}}, data
 
 
+INCOMPLETE = [
+    b"GET / HTTP/1.1\r\nHost: exa",
+    b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nonly-part",
+]
+
+
 def test_incomplete_request_then_eof(server):
     mark = server.mark()
-    for data in [
-        b"GET / HTTP/1.1\r\nHost: exa",
-        b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nonly-part",
-    ]:
+    for data in INCOMPLETE:
         with RawConn(server.port) as conn:
             conn.send(data)
-            time.sleep(0.1)
-            conn.sock.shutdown(__import__("socket").SHUT_WR)
+            conn.sock.shutdown(socket.SHUT_WR)  # the kernel may hand both over in one go
             rest = conn.read_until_close(5)
             assert b"HTTP/1.1 200" not in rest, rest
     r = httpx.get(server.url("/"), timeout=5)
@@ -270,22 +294,34 @@ def test_incomplete_request_then_eof(server):
     assert not any("Traceback" in x for x in server.since(mark)), server.since(mark)
 
 
-def test_client_gone_during_slow_app_no_error(server):
-    import socket
-    import struct
+@pytest.mark.parametrize("data", INCOMPLETE, ids=["head", "body"])
+def test_incomplete_request_read_then_eof(data):
+    # In-process, the read and the end of the connection come apart, the app (if any) waiting
+    # in between: no answer, no error, nothing left behind.
+    with Harness(apps.app) as harness:
+        outcome = harness.run_connection([data])
+    assert b"HTTP/1.1 200" not in outcome.out, outcome.out
+    assert not outcome.errors and not outcome.leaks, outcome
 
+
+def test_client_gone_during_slow_app_no_error(server):
     mark = server.mark()
     c1 = RawConn(server.port)
-    c1.send(simple_get("/slow?t=0.4"))
+    c1.send(simple_get("/slow?t=0.4&id=gone-fin"))
     c2 = RawConn(server.port)
-    c2.send(simple_get("/slow?t=0.4"))
-    time.sleep(0.1)
+    c2.send(simple_get("/slow?t=0.4&id=gone-rst"))
+    wait_for_note(server, "slow gone-fin started")
+    wait_for_note(server, "slow gone-rst started")
     c1.close()  # FIN
     c2.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c2.close()  # RST
-    time.sleep(0.8)
+    # Both apps answer into a closed connection, then return: whatever the server logs about
+    # that is written before the next response's access line.
+    wait_for_note(server, "slow gone-fin finished")
+    wait_for_note(server, "slow gone-rst finished")
     r = httpx.get(server.url("/"), timeout=5)
     assert r.status_code == 200
+    server.catch_up()
     bad = [x for x in server.since(mark) if x.startswith("ERROR") or "Traceback" in x]
     assert bad == [], server.since(mark)
 
@@ -303,24 +339,22 @@ def test_big_unread_body_then_pipelined_request(server):
         # Either the next request is answered or the connection is closed; never a hang.
         try:
             r2 = conn.read_response()
-        except AssertionError as exc:
+        except ConnectionClosed as exc:
             assert conn.eof, exc
         else:
             assert r2.body == b"/echo-path/n"
 
 
 @pytest.mark.palfrey_only  # Uvicorn sends the 100 to HTTP/1.0 clients too.
-def test_expect_continue_http10_ignored(server):
-    # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
-    with RawConn(server.port) as conn:
-        conn.send(
-            b"POST /expect-read HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        time.sleep(0.2)
-        conn.send(b"hello")
-        resp = conn.read_response()
-        assert resp.status == 200 and resp.body == b"got:hello", resp
-        assert b"100 Continue" not in conn.received, conn.received
+def test_expect_continue_http10_ignored():
+    # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored. The
+    # head and the body come in two reads (in-process), the app waiting for the body between.
+    head = b"POST /expect-read HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    with Harness(apps.app) as harness:
+        outcome = harness.run_connection([head, b"hello"])
+    (resp,) = check_invariants(outcome)
+    assert resp.status == 200 and resp.body == b"got:hello", resp
+    assert b"100 Continue" not in outcome.out, outcome.out
 
 
 def test_expect_continue_waits_for_pipelined_predecessor(server):

@@ -10,7 +10,8 @@ import uuid
 
 import httpx
 
-from tests.conftest import RawConn, simple_get, wait_until
+from tests.support.client import RawConn, simple_get
+from tests.support.common import wait_until
 
 H = b"Host: example.org\r\n"
 
@@ -49,7 +50,7 @@ def test_send_waits_for_slow_reader(server):
     mib = 48
     with RawConn(server.port, timeout=20) as conn:
         conn.send(simple_get(f"/flood?id={rid}&mib={mib}"))
-        time.sleep(1.0)  # not reading
+        time.sleep(1.0)  # a client that does not read for a while (the behaviour under test)
 
         def progress():
             r = httpx.get(server.url(f"/report?id={rid}"), timeout=5).json()

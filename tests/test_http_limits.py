@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import json
 
 import httpx
 import pytest
 
-from tests.conftest import (
-    RawConn,
-    assert_error_response,
-    check_one_warning,
-    raw_request,
-    send_expect_error,
-)
+from tests import apps
+from tests.support.client import RawConn, assert_error_response, raw_request, send_expect_error
+from tests.support.harness import Harness, check_invariants
+from tests.support.server import check_one_warning, wait_for_note
 
 H = b"Host: example.org\r\n"
 MSG_431 = "Request header fields too large."
@@ -234,15 +231,13 @@ def test_custom_body_limit_unread_body(small):
 
 def test_limit_concurrency(server_factory):
     s = server_factory("tests.apps:app", "--limit-concurrency", "2")
-    # A lone connection is served.
-    resp, conn = raw_request(s.port, b"GET / HTTP/1.1\r\n" + H + b"\r\n")
-    with conn:
-        assert resp.status == 200
-    time.sleep(0.2)  # let the server notice the closed connection
-    slow = RawConn(s.port)
-    try:
-        slow.send(b"GET /slow?t=1.5 HTTP/1.1\r\n" + H + b"\r\n")
-        time.sleep(0.3)
+    with RawConn(s.port) as first:
+        # A lone connection is served...
+        first.send(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+        assert first.read_response().status == 200
+        # ... and keeps being served while it is the only one: now with a slow request.
+        first.send(b"GET /slow?t=1.5&id=limit HTTP/1.1\r\n" + H + b"\r\n")
+        wait_for_note(s, "slow limit started")
         mark = s.mark()
         resp, conn = raw_request(s.port, b"GET /echo-path/second HTTP/1.1\r\n" + H + b"\r\n")
         with conn:
@@ -253,10 +248,8 @@ def test_limit_concurrency(server_factory):
             r'"GET /echo-path/second HTTP/1\.1" 503 Service Unavailable$', "stdout", 5, mark
         ), s.since(mark, "stdout")
         # The in-flight request is unaffected.
-        r = slow.read_response()
+        r = first.read_response()
         assert r.status == 200 and r.body == b"slow done"
-    finally:
-        slow.close()
 
 
 def test_limit_concurrency_one_counts_own_connection(server_factory):
@@ -295,16 +288,8 @@ def test_custom_body_limit_chunked_unread(small):
 def test_raised_header_size_limit_large_head(server_factory):
     # With the section limit raised, a 560 KB head (70 lines of 8000 bytes) must arrive
     # intact even when it is far larger than any input buffer and arrives in pieces.
-    import json
-
     s = server_factory("tests.apps:scope_app", "--limit-header-size", "1048576")
-    values = [bytes([97 + i % 26]) * 8000 for i in range(70)]
-    req = (
-        b"GET /big-head HTTP/1.1\r\n"
-        + H
-        + b"".join(b"X-Big-%d: %s\r\n" % (i, v) for i, v in enumerate(values))
-        + b"\r\n"
-    )
+    values, req = big_head()
     with RawConn(s.port, timeout=10) as conn:
         for i in range(0, len(req), 30011):
             conn.send(req[i : i + 30011])
@@ -313,3 +298,30 @@ def test_raised_header_size_limit_large_head(server_factory):
         headers = json.loads(resp.body)["headers"]
     assert headers[0] == ["host", "example.org"]
     assert headers[1:] == [[f"x-big-{i}", v.decode()] for i, v in enumerate(values)]
+
+
+@pytestmark_palfrey
+def test_raised_header_size_limit_large_head_in_odd_reads():
+    # The same head in reads of 30011 bytes exactly (in-process), so that names, values and
+    # line ends straddle reads at known places as the input buffer grows.
+    values, req = big_head()
+    with Harness(apps.scope_app, limit_header_size=1048576) as harness:
+        (resp,) = check_invariants(
+            harness.run_connection([req[i : i + 30011] for i in range(0, len(req), 30011)])
+        )
+    assert resp.status == 200, resp
+    headers = json.loads(resp.body)["headers"]
+    assert headers[0] == ["host", "example.org"]
+    assert headers[1:] == [[f"x-big-{i}", v.decode()] for i, v in enumerate(values)]
+
+
+def big_head() -> tuple[list[bytes], bytes]:
+    """70 header lines of 8000 bytes: (their values, the request)."""
+    values = [bytes([97 + i % 26]) * 8000 for i in range(70)]
+    req = (
+        b"GET /big-head HTTP/1.1\r\n"
+        + H
+        + b"".join(b"X-Big-%d: %s\r\n" % (i, v) for i, v in enumerate(values))
+        + b"\r\n"
+    )
+    return values, req

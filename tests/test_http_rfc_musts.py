@@ -11,7 +11,7 @@ from collections import deque
 
 import pytest
 
-from tests.conftest import RawConn, raw_request, send_expect_error
+from tests.support.client import RawConn, raw_request, send_expect_error
 
 pytestmark = pytest.mark.palfrey_only
 

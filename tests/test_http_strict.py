@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import (
-    RawConn,
-    assert_error_response,
-    check_one_warning,
-    raw_request,
-    send_expect_error,
-)
+from tests.support.client import RawConn, assert_error_response, raw_request, send_expect_error
+from tests.support.server import check_one_warning
 
 H = b"Host: example.org\r\n"
 
@@ -286,7 +281,8 @@ GOOD_REQUESTS = [
 
 
 @pytest.mark.parametrize("name,data", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
-def test_bad_request_400(server, name, data):
+def test_bad_request_400(any_loop_server, name, data):
+    server = any_loop_server
     mark = server.mark()
     resp, conn = send_expect_error(server.port, data, 400)
     conn.close()
@@ -396,3 +392,9 @@ def test_no_traceback_for_many_bad_requests(server):
     resp, conn = raw_request(server.port, b"GET / HTTP/1.1\r\n" + H + b"\r\n")
     with conn:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize("method", [b"DESCRIBE", b"SETUP", b"PLAY", b"FOO", b"GETX", b"GE"])
+def test_unknown_methods_refused(server, method):
+    _, conn = send_expect_error(server.port, method + b" / HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+    conn.close()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import RawConn
+from tests.support.client import RawConn
 
 pytestmark = pytest.mark.palfrey_only
 
@@ -53,7 +53,7 @@ def test_trickling_body_within_timeout_is_served(quick):
     with RawConn(quick.port) as conn:
         conn.send(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 4\r\n\r\n")
         for piece in (b"a", b"b", b"c", b"d"):
-            time.sleep(0.4)
+            time.sleep(0.4)  # a client trickling its body (the behaviour under test)
             conn.send(piece)
         resp = conn.read_response()
         assert resp.status == 200 and resp.body == b"abcd", resp

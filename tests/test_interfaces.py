@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import RawConn, raw_request, simple_get
-from tests.support import Proc
+from tests.support.client import RawConn, raw_request, simple_get
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import raw_request, simple_get
-from tests.support import Proc, procs_stopped_at_teardown
+from tests.support.client import raw_request, simple_get
+from tests.support.server import Proc, procs_stopped_at_teardown
 
 pytestmark = pytest.mark.palfrey_only
 

@@ -13,8 +13,9 @@ import socket
 
 import pytest
 
-from tests.conftest import RawConn, simple_get
-from tests.support import NGINX, Proc, running_nginx
+from tests.support.client import RawConn, simple_get
+from tests.support.nginx import NGINX, running_nginx
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 

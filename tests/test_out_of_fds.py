@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import RawConn, ReadTimeout, simple_get
+from tests.support.client import RawConn, ReadTimeout, simple_get
 
 pytestmark = pytest.mark.palfrey_only
 

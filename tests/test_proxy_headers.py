@@ -8,8 +8,8 @@ import json
 import pytest
 
 from palfrey.middleware.proxy_headers import ProxyHeadersMiddleware, parse_forwarded
-from tests.conftest import raw_request, simple_get
-from tests.support import Proc
+from tests.support.client import raw_request, simple_get
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 

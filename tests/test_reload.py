@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IS_PALFREY
-from tests.process_support import SupervisedServer, get, wait_for
+from tests.support.client import get
+from tests.support.common import IS_PALFREY, wait_until
+from tests.support.server import SupervisedServer
 
 pytestmark = pytest.mark.skipif(not IS_PALFREY, reason="Palfrey's reloader (logs)")
 
@@ -95,7 +96,7 @@ def reloading(backend, tmp_path):
         assert server.wait_for_log(
             rf"Started reloader process \[{server.pid}\] using {name}", timeout=5
         ), server.stderr_text()
-        assert wait_for(lambda: body_or_none(server) == b"one", RELOAD_TIMEOUT), (
+        assert wait_until(lambda: body_or_none(server) == b"one", RELOAD_TIMEOUT), (
             server.stderr_text()
         )
         return server
@@ -127,7 +128,7 @@ def reload_lines(server: SupervisedServer) -> list[str]:
 def test_editing_a_watched_file_reloads(reloading, tmp_path) -> None:
     server = reloading()
     write_app(tmp_path, "two")
-    assert wait_for(lambda: body_or_none(server) == b"two", RELOAD_TIMEOUT), server.stderr_text()
+    assert wait_until(lambda: body_or_none(server) == b"two", RELOAD_TIMEOUT), server.stderr_text()
     assert any("'" in line and "reload_app.py" in line for line in reload_lines(server))
 
     server.send_signal(signal.SIGTERM)
@@ -141,7 +142,7 @@ def test_an_excluded_pattern_does_not_reload(reloading, tmp_path) -> None:
     # A watched edit after the excluded one: the reload it causes must not name the
     # excluded file, and must be the only one.
     write_app(tmp_path, "two")
-    assert wait_for(lambda: body_or_none(server) == b"two", RELOAD_TIMEOUT), server.stderr_text()
+    assert wait_until(lambda: body_or_none(server) == b"two", RELOAD_TIMEOUT), server.stderr_text()
     lines = reload_lines(server)
     assert len(lines) == 1, lines
     assert "ignored_module.py" not in lines[0] and "reload_app.py" in lines[0], lines
@@ -154,5 +155,7 @@ def test_a_syntax_error_then_a_fix_recovers(reloading, tmp_path) -> None:
     assert server.alive()  # the reloader keeps watching
 
     write_app(tmp_path, "fixed")
-    assert wait_for(lambda: body_or_none(server) == b"fixed", RELOAD_TIMEOUT), server.stderr_text()
+    assert wait_until(lambda: body_or_none(server) == b"fixed", RELOAD_TIMEOUT), (
+        server.stderr_text()
+    )
     assert len(re.findall(r"Started reloader process", server.stderr_text())) == 1

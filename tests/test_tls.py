@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.support import Proc, ScriptProc
+from tests.support.server import Proc, ScriptProc
 
 trustme = pytest.importorskip("trustme", reason="trustme is in the [test] extra")
 

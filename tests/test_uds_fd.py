@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from tests.conftest import RawConn, simple_get
-from tests.support import Proc, unix_request
+from tests.support.client import RawConn, simple_get, unix_request
+from tests.support.server import Proc
 
 pytestmark = pytest.mark.palfrey_only
 

@@ -7,7 +7,6 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 import zlib
 
@@ -15,8 +14,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import RawConn
-from tests.ws_raw import (
+from tests import ws_apps
+from tests.support.client import RawConn
+from tests.support.harness import Harness, server_frames
+from tests.support.ws_client import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
@@ -108,17 +109,17 @@ def test_payload_lengths_at_the_frame_format_boundaries(ws_server, opcode):
             assert c.read_frame() == (opcode, True, payload), n
 
 
-def test_frames_split_across_reads(ws_server):
+def test_frames_split_across_reads():
+    # In-process: the handshake alone, then 7 bytes a read (boundaries fall everywhere in
+    # the frame headers and payloads), then all the frames again in one read.
     messages = [b"first", b"x" * 300, b"third"]
     wire = b"".join(frame(OP_BINARY, m) for m in messages)
-    with WsConn(ws_server.port) as c:
-        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(0, len(wire), 7):  # 7 bytes a time: boundaries fall everywhere
-            c.send(wire[i : i + 7])
-            time.sleep(0.002)
-        c.send(wire)  # and then all at once again
-        got = [c.read_frame()[2] for _ in range(2 * len(messages))]
-        assert got == messages * 2
+    reads = [b"", *(wire[i : i + 7] for i in range(0, len(wire), 7)), wire]
+    with Harness(ws_apps.app) as harness:
+        outcome = harness.run_websocket(reads, handshake=handshake_request("/echo"))
+    assert not outcome.stalled and not outcome.leaks, outcome
+    got = [payload for opcode, payload in server_frames(outcome.out) if opcode == OP_BINARY]
+    assert got == messages * 2
 
 
 def test_invalid_utf8_after_valid_frames_in_one_read(ws_server):
@@ -420,7 +421,8 @@ def test_reading_pauses_while_the_app_does_not_receive(server_factory):
 def test_cancelling_one_waiting_sender_leaves_the_others(ws_server):
     mark = ws_server.mark()
     with WsConn(ws_server.port, path="/two-senders") as c:
-        time.sleep(1.0)  # not reading: writing pauses and both senders wait
+        # Not reading until writing has paused and both senders wait.
+        wait_app_line(ws_server, "both senders waiting=True", mark)
         for _ in range(40):  # at most 16 messages, then the close
             opcode, _, _ = c.read_frame()
             if opcode == OP_CLOSE:

@@ -8,8 +8,9 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from tests.support import NGINX, Proc, running_nginx
-from tests.ws_raw import OP_BINARY, OP_CLOSE, OP_TEXT, WsConn, close_payload, frame
+from tests.support.nginx import NGINX, running_nginx
+from tests.support.server import Proc
+from tests.support.ws_client import OP_BINARY, OP_CLOSE, OP_TEXT, WsConn, close_payload, frame
 
 pytestmark = pytest.mark.palfrey_only
 

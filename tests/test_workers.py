@@ -14,15 +14,9 @@ import threading
 
 import pytest
 
-from tests.conftest import IS_PALFREY
-from tests.process_support import (
-    Load,
-    get,
-    get_pid,
-    process_gone,
-    supervised_servers,
-    wait_for,
-)
+from tests.support.client import Load, get, get_pid
+from tests.support.common import IS_PALFREY, wait_until
+from tests.support.server import process_gone, supervised_servers
 
 pytestmark = pytest.mark.skipif(not IS_PALFREY, reason="Palfrey's supervisor (pids, logs)")
 
@@ -38,7 +32,7 @@ def supervised():
 
 
 def wait_for_workers(server, count: int) -> set[int]:
-    pids = wait_for(
+    pids = wait_until(
         lambda: len(server.worker_pids()) == count and server.worker_pids(), WORKER_START
     )
     assert pids and len(pids) == count, (pids, server.stderr_text())
@@ -104,17 +98,17 @@ def test_kill_9_of_a_worker_under_load(supervised) -> None:
     workers = wait_for_workers(server, 2)
     victim = min(workers)
     with Load(server.port, threads=4) as load:
-        assert wait_for(lambda: load.succeeded() >= 50, 15), load.errors[:5]
+        assert wait_until(lambda: load.succeeded() >= 50, 15), load.errors[:5]
         os.kill(victim, signal.SIGKILL)
         mark_after_kill = load.mark()
         assert server.wait_for_log(rf"Child process \[{victim}\] died", timeout=10)
-        replaced = wait_for(lambda: len(server.worker_pids() - workers) == 1, WORKER_START)
+        replaced = wait_until(lambda: len(server.worker_pids() - workers) == 1, WORKER_START)
         assert replaced, server.stderr_text()
         (newcomer,) = server.worker_pids() - workers
         # Requests keep succeeding, and the replacement serves some of them.
-        assert wait_for(lambda: newcomer in load.pids_since(mark_after_kill), WORKER_START)
+        assert wait_until(lambda: newcomer in load.pids_since(mark_after_kill), WORKER_START)
         sent_before_stop = load.sent
-        assert wait_for(lambda: load.sent >= sent_before_stop + 50, 15)
+        assert wait_until(lambda: load.sent >= sent_before_stop + 50, 15)
     print(f"\nkill -9 under load: sent={load.sent} failed={load.failed} errors={load.errors}")
     # Only the killed worker's in-flight requests may fail: one per client at most.
     assert load.failed <= 4, load.errors
@@ -126,14 +120,14 @@ def test_sighup_rolls_every_worker_without_a_failed_request(supervised) -> None:
     old = wait_for_workers(server, 2)
     mark = server.mark()
     with Load(server.port, threads=4) as load:
-        assert wait_for(lambda: load.succeeded() >= 50, 15), load.errors[:5]
+        assert wait_until(lambda: load.succeeded() >= 50, 15), load.errors[:5]
         server.send_signal(signal.SIGHUP)
         assert server.wait_for_log(
             "Restarted all processes", timeout=2 * WORKER_START, mark=mark
         ), server.stderr_text()
-        assert wait_for(lambda: all(process_gone(pid) for pid in old), 15)
+        assert wait_until(lambda: all(process_gone(pid) for pid in old), 15)
         after_restart = load.mark()
-        assert wait_for(lambda: load.mark() >= after_restart + 50, 15)
+        assert wait_until(lambda: load.mark() >= after_restart + 50, 15)
     print(f"\nSIGHUP under load: sent={load.sent} failed={load.failed} errors={load.errors}")
     assert load.failed == 0, load.errors
     new = server.worker_pids()
@@ -172,7 +166,7 @@ def test_worker_startup_failure_stops_the_parent_with_status_3(supervised) -> No
     assert 'Attribute "missing" not found in module "tests.apps_workers"' in text
     assert re.search(r"Child process \[\d+\] failed to start, stopping the parent process", text)
     assert "died" not in text  # no restart loop
-    assert wait_for(lambda: not server.worker_pids(), 5)
+    assert wait_until(lambda: not server.worker_pids(), 5)
 
 
 def test_sigterm_lets_in_flight_requests_finish(supervised) -> None:
@@ -190,7 +184,7 @@ def test_sigterm_lets_in_flight_requests_finish(supervised) -> None:
     mark = server.mark()
     for client in clients:
         client.start()
-    assert wait_for(lambda: sum("SLOW-BEGIN" in line for line in server.since(mark)) == 4, 10), (
+    assert wait_until(lambda: sum("SLOW-BEGIN" in line for line in server.since(mark)) == 4, 10), (
         server.stderr_text(),
         results,
     )
@@ -239,7 +233,7 @@ def test_limit_max_requests_recycles_a_worker(supervised) -> None:
             pass  # the request that raced a recycling worker's close
         return bool(seen - first)
 
-    assert wait_for(recycled, WORKER_START, interval=0.01), server.stderr_text()
+    assert wait_until(recycled, WORKER_START, interval=0.01), server.stderr_text()
     text = server.stderr_text()
     assert "Maximum request limit of 5 exceeded. Terminating process." in text
     assert re.search(r"Child process \[\d+\] died", text)

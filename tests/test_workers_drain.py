@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.conftest import IS_PALFREY
-from tests.process_support import process_gone, supervised_servers, wait_for
+from tests.support.common import IS_PALFREY, wait_until
+from tests.support.server import process_gone, supervised_servers
 
 pytestmark = pytest.mark.skipif(not IS_PALFREY, reason="Palfrey's supervisor (pids, logs)")
 
@@ -143,12 +143,13 @@ def _read_response(sock: socket.socket, buffer: bytes) -> tuple[int, bool, bytes
 
 def _more(load: KeepAliveLoad, n: int, timeout: float = 20.0) -> None:
     start = load.count()
-    assert wait_for(lambda: load.count() >= start + n, timeout), (load.count(), load.errors[:3])
+    assert wait_until(lambda: load.count() >= start + n, timeout), (load.count(), load.errors[:3])
 
 
 def test_two_sighup_restarts_lose_no_request(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2")
-    first = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     generations = [set(first)]
     with KeepAliveLoad(server.port) as load:
@@ -160,7 +161,7 @@ def test_two_sighup_restarts_lose_no_request(supervised) -> None:
                 "Restarted all processes", timeout=2 * WORKER_START, mark=mark
             ), server.stderr_text()
             old = generations[-1]
-            assert wait_for(lambda: all(process_gone(p) for p in old), 30), server.stderr_text()
+            assert wait_until(lambda: all(process_gone(p) for p in old), 30), server.stderr_text()
             generations.append(server.worker_pids())
             _more(load, 500)
     print(f"\n2 x SIGHUP under 32 keep-alive connections: {load.responses} responses, "
@@ -174,11 +175,12 @@ def test_two_sighup_restarts_lose_no_request(supervised) -> None:
 def test_limit_max_requests_recycles_without_loss(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2", "--limit-max-requests", "1500",
                         "--limit-max-requests-jitter", "500")
-    first = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with KeepAliveLoad(server.port) as load:
         # Several recycles: at least 4 workers other than the first two have served.
-        assert wait_for(lambda: len(load.pids_seen() - first) >= 4, 90), (
+        assert wait_until(lambda: len(load.pids_seen() - first) >= 4, 90), (
             load.pids_seen(), load.errors[:3], server.stderr_text()[-2000:])
     text = server.stderr_text()
     print(f"\n--limit-max-requests 1500+500 under load: {load.responses} responses, "
@@ -190,20 +192,21 @@ def test_limit_max_requests_recycles_without_loss(supervised) -> None:
 
 def test_sigttin_then_sigttou_lose_no_request(supervised) -> None:
     server = supervised(APP, *BASE, "--workers", "2")
-    first = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with KeepAliveLoad(server.port) as load:
         _more(load, 300)
         server.send_signal(signal.SIGTTIN)
-        assert wait_for(lambda: len(server.worker_pids()) == 3, WORKER_START)
+        assert wait_until(lambda: len(server.worker_pids()) == 3, WORKER_START)
         added = server.worker_pids() - first
-        assert wait_for(lambda: added <= load.pids_seen(), WORKER_START)  # it serves
+        assert wait_until(lambda: added <= load.pids_seen(), WORKER_START)  # it serves
         mark = server.mark()
         server.send_signal(signal.SIGTTOU)
         match = server.wait_for_log(r"Retiring child process \[(\d+)\]", timeout=10, mark=mark)
         assert match, server.stderr_text()
         retired = int(match.group(1))
-        assert wait_for(lambda: process_gone(retired), 30), server.stderr_text()
+        assert wait_until(lambda: process_gone(retired), 30), server.stderr_text()
         _more(load, 300)
     load.check()
     assert len(server.worker_pids()) == 2
@@ -214,7 +217,8 @@ def test_a_retiring_worker_keeps_an_idle_connection_until_its_next_request(super
     more (with connection: close). A server that stops as a whole would have closed it after
     a short grace; this one waits up to --timeout-keep-alive."""
     server = supervised(APP, *BASE, "--workers", "2", "--timeout-keep-alive", "20")
-    first = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), WORKER_START)
+    first = wait_until(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+                       WORKER_START)
     assert first, server.stderr_text()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -233,7 +237,7 @@ def test_a_retiring_worker_keeps_an_idle_connection_until_its_next_request(super
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         status, close, body, _ = _read_response(sock, rest)
         assert (status, close, int(body)) == (200, True, old_pid)
-    assert wait_for(lambda: process_gone(old_pid), 15), server.stderr_text()
+    assert wait_until(lambda: process_gone(old_pid), 15), server.stderr_text()
 
 
 def _h2c_request() -> tuple[object, bytes]:

@@ -100,13 +100,22 @@ async def ws_two_senders(scope, receive, send):
     await receive()
     await send({"type": "websocket.accept"})
     big = b"x" * (1 << 20)
+    in_send = [False, False]
 
-    async def sender() -> None:
+    async def sender(i: int) -> None:
         for _ in range(8):
+            in_send[i] = True
             await send({"type": "websocket.send", "bytes": big})
+            in_send[i] = False
 
-    first, second = asyncio.ensure_future(sender()), asyncio.ensure_future(sender())
-    await asyncio.sleep(0.5)  # both wait for the transport to drain by now
+    first, second = asyncio.ensure_future(sender(0)), asyncio.ensure_future(sender(1))
+    # send() suspends only to wait for the transport to drain: both inside it at once means
+    # both are waiting. Polled (bounded: 10 s), since the app cannot be told.
+    for _ in range(1000):
+        if all(in_send):
+            break
+        await asyncio.sleep(0.01)
+    report(f"both senders waiting={all(in_send)}")
     first.cancel()
     try:
         await second

@@ -81,7 +81,8 @@ def atheris_child(target_name: str, libfuzzer_args: list[str]) -> None:
     import atheris
 
     # wsproto and the WebSocket glue are Python: instrumented, they steer the websocket target.
-    with atheris.instrument_imports(include=["tests.fuzz", "wsproto", "palfrey.protocols"]):
+    with atheris.instrument_imports(include=["tests.fuzz", "tests.support.harness", "wsproto",
+                                              "palfrey.protocols"]):
         from tests.fuzz import targets
     # libFuzzer starts its merge and fork workers by running argv[0] again: the launcher.
     argv0 = os.environ.get("PALFREY_FUZZ_LAUNCHER", sys.argv[0])

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.fuzz.driver import Driver, Outcome
+from tests.fuzz.apps import new_driver
+from tests.support.harness import Outcome
 
 NAMES = [b"content-length", b"transfer-encoding", b"connection", b"server", b"date",
          b"content-type", b"set-cookie", b"trailer", b"upgrade", b"x-a"]  # fmt: skip
@@ -110,7 +111,7 @@ class ResponseDriver:
     def __init__(self) -> None:
         self.script = Script()
         self.record = AppRecord()
-        self.driver = Driver(app=self._app)
+        self.driver = new_driver(self._app)
 
     async def _app(self, scope, receive, send) -> None:
         if scope["raw_path"] == b"/again":

@@ -9,32 +9,34 @@
     response   the bytes are what the app sends (status, headers, body messages) for a
                request they also choose: the client must read exactly that (response.py)
 
-Neither needs atheris: the pytest replay and the random engine call them directly.
+Each runs the compiled protocol in-process (tests/support/harness.py). Neither needs atheris:
+the pytest replay and the random engine call them directly.
 """
 
 from __future__ import annotations
 
-from tests.fuzz.driver import Driver, Outcome, check_invariants
+from tests.fuzz.apps import LIMITS, new_driver
 from tests.fuzz.response import response_target
-from tests.fuzz.ws_driver import WebSocketDriver, check_echoes, wsproto_reading
+from tests.fuzz.websocket import WebSocketEcho, check_echoes, wsproto_reading
+from tests.support.harness import Harness, Outcome, check_invariants
 
 MAX_SPLITS = 8
 
-_driver: Driver | None = None
-_ws_driver: WebSocketDriver | None = None
+_driver: Harness | None = None
+_ws_driver: WebSocketEcho | None = None
 
 
-def driver() -> Driver:
+def driver() -> Harness:
     global _driver
     if _driver is None:
-        _driver = Driver()
+        _driver = new_driver()
     return _driver
 
 
-def ws_driver() -> WebSocketDriver:
+def ws_driver() -> WebSocketEcho:
     global _ws_driver
     if _ws_driver is None:
-        _ws_driver = WebSocketDriver()
+        _ws_driver = WebSocketEcho(LIMITS)
     return _ws_driver
 
 
@@ -75,11 +77,11 @@ def split_target(data: bytes) -> None:
 
 def websocket_target(data: bytes) -> None:
     payload, pieces = decode_split_input(data)
-    outcome = ws_driver().run_connection(pieces)
-    check_echoes(outcome)
+    result = ws_driver().run_connection(pieces)
+    check_echoes(result)
     expected = wsproto_reading(payload)
-    assert outcome.reading == expected, (
-        f"in {len(pieces)} pieces ({[len(p) for p in pieces]}) the app got {outcome.reading!r}, "
+    assert result.reading == expected, (
+        f"in {len(pieces)} pieces ({[len(p) for p in pieces]}) the app got {result.reading!r}, "
         f"wsproto alone reads {expected!r}"
     )
 

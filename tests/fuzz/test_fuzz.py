@@ -16,7 +16,7 @@ import pytest
 
 from tests.fuzz import response, targets
 from tests.fuzz.__main__ import ROOT, TARGET_NAMES, corpus_files, native_files
-from tests.fuzz.driver import Driver
+from tests.fuzz.apps import new_driver
 
 pytestmark = pytest.mark.palfrey_only
 
@@ -65,12 +65,9 @@ SPLIT_DEPENDENT_TARGET = b"GET " + b"x" * 300 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
 def test_long_invalid_target_status_does_not_depend_on_reads():
-    driver = Driver()
-    try:
+    with new_driver() as driver:
         whole = driver.run_connection([SPLIT_DEPENDENT_TARGET])
         split = driver.run_connection([SPLIT_DEPENDENT_TARGET[:290], SPLIT_DEPENDENT_TARGET[290:]])
-    finally:
-        driver.close()
     assert targets.same_outcome(whole, split, tolerate_known=False), (whole.out[:40], split.out[:40])
     assert whole.out.startswith(b"HTTP/1.1 414 "), whole.out[:40]
 
@@ -158,12 +155,9 @@ SPLIT_DEPENDENT_CR_TARGET = (b"GET /x?" + b"x" * 130 + b"\r" * 16 + b"x" * 80
 
 def test_long_target_with_crs_status_does_not_depend_on_reads():
     target = SPLIT_DEPENDENT_CR_TARGET
-    driver = Driver()
-    try:
+    with new_driver() as driver:
         whole = driver.run_connection([target])
         splits = [driver.run_connection([target[:i], target[i:]]) for i in range(1, len(target))]
-    finally:
-        driver.close()
     assert whole.out.startswith(b"HTTP/1.1 400 "), whole.out[:40]
     for split in splits:
         assert targets.same_outcome(whole, split, tolerate_known=False), split.out[:40]

@@ -6,7 +6,8 @@ import base64
 import os
 import struct
 
-from tests.conftest import SOCK_TIMEOUT, RawConn
+from tests.support.client import RawConn
+from tests.support.common import SOCK_TIMEOUT
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 

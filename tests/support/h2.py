@@ -50,8 +50,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from tests.conftest import ServerProcess, free_port
-from tests.support import Proc
+from tests.support.common import free_port
+from tests.support.server import Proc, ServerProcess
 
 TARGET = os.environ.get("H2_TEST_TARGET", "palfrey")
 ON_HYPERCORN = TARGET == "hypercorn"
