@@ -197,11 +197,13 @@ def test_no_tls_extension_in_cleartext(server):
 
 
 def test_pathsend_over_http2_reset_by_the_client_mid_file(server):
-    """RST_STREAM(CANCEL) while the file waits on flow control: the send stops quietly (no
-    "Exception in ASGI application"), and the connection serves the next stream."""
+    """RST_STREAM(CANCEL) while the file waits on flow control: the send stops quietly
+    (no exception in the app or on the transport), and the connection serves the next
+    stream. A WINDOW_UPDATE for the reset stream used to reach its queued data and end the
+    connection with a "Fatal error on transport"."""
     from h2.errors import ErrorCodes
 
-    from tests.h2_support import H2Client
+    from tests.support.h2 import H2Client
 
     mark = server.mark()
     with H2Client(server.port, auto_ack=False) as client:

@@ -52,6 +52,20 @@ def test_uds_stale_socket_file_is_replaced(tmp_path):
         proc.stop()
 
 
+def test_uds_in_use_fails_and_leaves_the_file(tmp_path):
+    """--workers binds in the parent: a path another server listens on fails with exit 3,
+    and the file, which is that server's, stays (a failed start used to remove it)."""
+    path = str(tmp_path / "taken.sock")
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(path)
+        other.listen()
+        inode = os.stat(path).st_ino
+        proc = Proc("tests.apps:app", "--uds", path, "--workers", "2").start(wait=False)
+        assert proc.wait_exit(20) == 3, proc.stderr_text()
+        assert "Address already in use" in proc.stderr_text()
+        assert os.stat(path).st_ino == inode
+
+
 def test_fd_serves_inherited_tcp_socket():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -244,7 +244,7 @@ def _h2c_request() -> tuple[object, bytes]:
     """An h2 client connection and its first bytes: preface, SETTINGS, a GET on stream 1."""
     import h2.config
 
-    from tests.h2_support import GracefulH2Connection  # reads streams on after a GOAWAY
+    from tests.support.h2 import GracefulH2Connection  # reads streams on after a GOAWAY
 
     client = GracefulH2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()

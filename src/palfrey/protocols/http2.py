@@ -164,7 +164,7 @@ class _Entry:
 
     __slots__ = (
         "stream_id", "stream", "websocket", "task", "unacked", "outbound", "body_received",
-        "last_input", "request_ended",
+        "last_input", "request_ended", "reset",
     )  # fmt: skip
 
     def __init__(self, stream_id: int, now: float) -> None:
@@ -177,6 +177,7 @@ class _Entry:
         self.body_received = 0  # bytes of request body (--limit-body-size)
         self.last_input = now  # loop time of the request's last frame (--timeout-request-body)
         self.request_ended = False  # the client's END_STREAM came
+        self.reset = False  # RST_STREAM came (or h2 found the stream closed): nothing more is sent
 
     def active(self) -> bool:
         """Its app still runs (HTTP), or it is still open (WebSocket)."""
@@ -415,6 +416,7 @@ class H2Protocol(asyncio.Protocol):
             return
         self._wake(entry)
         entry.outbound = None
+        entry.reset = True
         if entry.websocket is not None:
             entry.websocket.lost()
         else:
@@ -480,7 +482,7 @@ class H2Protocol(asyncio.Protocol):
         """A file body (http.response.pathsend, zerocopysend): read a chunk at a time into
         DATA frames, waiting on the stream's flow control like send()."""
         entry = self.entries.get(stream.stream_id)
-        while count > 0 and entry is not None and not self.closed:
+        while count > 0 and entry is not None and not entry.reset and not self.closed:
             data = os.pread(fd, min(count, STREAM_OUTPUT_HIGH), offset)
             if not data:
                 raise RuntimeError("The file ended before its length was sent (did it shrink?)")
@@ -545,20 +547,20 @@ class H2Protocol(asyncio.Protocol):
         self._request_flush()
 
     def _send_data(self, entry: _Entry, data: bytes, end_stream: bool) -> None:
-        if self.closed:
+        if self.closed or entry.reset:
             return
         outbound = entry.outbound
         if outbound is None:
             try:
                 window = self.conn.local_flow_control_window(entry.stream_id)
+                if len(data) <= min(window, self.conn.max_outbound_frame_size):
+                    if data or end_stream:
+                        self.conn.send_data(entry.stream_id, data, end_stream=end_stream)
+                        self._data_sent()
+                        self._request_flush()
+                    return
             except h2.exceptions.StreamClosedError:
                 self._on_reset(entry.stream_id)
-                return
-            if len(data) <= min(window, self.conn.max_outbound_frame_size):
-                if data or end_stream:
-                    self.conn.send_data(entry.stream_id, data, end_stream=end_stream)
-                    self._data_sent()
-                    self._request_flush()
                 return
             outbound = entry.outbound = _Outbound()
         if data:
@@ -582,6 +584,12 @@ class H2Protocol(asyncio.Protocol):
 
     def _send_queued(self, entry: _Entry) -> None:
         """Send as much of a stream's queued response as the windows allow."""
+        try:
+            self._send_queued_frames(entry)
+        except h2.exceptions.StreamClosedError:  # reset by the client, its RST_STREAM read
+            self._on_reset(entry.stream_id)
+
+    def _send_queued_frames(self, entry: _Entry) -> None:
         outbound = entry.outbound
         assert outbound is not None
         conn = self.conn
