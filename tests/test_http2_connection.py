@@ -7,6 +7,7 @@ count streams."""
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 
 import h2.events
@@ -16,10 +17,12 @@ from tests.support.h2 import (
     NO_ERROR,
     REFUSED_STREAM,
     H2Client,
+    RawH2,
     h2_server,  # noqa: F401 - fixture
     h2_servers,  # noqa: F401 - fixture
     module_h2_servers,  # noqa: F401 - fixture
     palfrey_h2_only,
+    request_headers,
     wait_report,
 )
 
@@ -47,6 +50,21 @@ def test_idle_connection_closed_with_goaway_no_error(keepalive_server):
         assert client.wait_closed(5), "idle connection still open 5 s after a 1 s keep-alive"
     assert client.goaway is not None, "closed without GOAWAY"
     assert client.goaway.error_code == NO_ERROR and client.goaway.last_stream_id == 1, client.goaway
+
+
+@palfrey_h2_only
+def test_an_incomplete_header_block_meets_the_keep_alive_timeout(keepalive_server):
+    """HEADERS without END_HEADERS and no CONTINUATION: not a stream yet, so the connection
+    is idle and --timeout-keep-alive ends it (HTTP/2's counterpart of the header timeout)."""
+    with RawH2(keepalive_server.port) as raw:
+        raw.poll(1.0)  # the server's SETTINGS, acknowledged: no frame may follow the HEADERS
+        block = raw.header_block(request_headers())
+        raw.send(raw.headers_frame(1, block[:3], end_headers=False))
+        deadline = time.monotonic() + 5
+        while not raw.eof and time.monotonic() < deadline:
+            raw.poll(0.5)
+        assert raw.eof, "still open 5 s after a 1 s keep-alive"
+        assert raw.goaway is not None and raw.goaway.error_code == NO_ERROR, raw.goaway
 
 
 def test_open_stream_keeps_the_connection(keepalive_server):
