@@ -14,7 +14,8 @@
    checked, SIGTERM.
 4. For ``--suite`` (one version, or ``none``): the test suite against that installed wheel,
    from a copy of tests/ (with vendor/, deploy/ and pyproject.toml but no src/, so only the
-   wheel can be imported), less SOURCE_TREE_TESTS (they build from src/, read it, or need benchmarks/).
+   wheel can be imported), less SOURCE_TREE_TESTS (they build from src/, read it, or need
+   benchmarks/).
 5. The sdist installed with pip in a fresh venv that has a C compiler and nothing else
    (Cython comes in as a build requirement), then the same smoke test.
 
