@@ -3,11 +3,12 @@
 - ``TOKEN_CHARS`` / ``is_token``: RFC 9110 5.6.2 ``tchar``, for field names (ours, the app's,
   --header values) and the parameter tokens of proxy headers.
 - ``STATUS_PHRASES``: the reason phrase of each status code 100-599 (RFC 9110 15), "" if none.
-- ``ERROR_MESSAGES`` / ``error_body``: the bodies of the answers the server gives on its own
-  (400, 408, 413, 414, 431, 500, 501, 503), text/plain.
+- ``ERROR_MESSAGES`` / ``error_body`` / ``error_fields``: the bodies and fields of the answers
+  the server gives on its own (400, 408, 413, 414, 431, 500, 501, 503), text/plain.
 - ``http_date``: the ``date`` field value (RFC 9110 5.6.7 IMF-fixdate).
-- ``access_target`` / ``log_access`` / ``log_access_formatted``: the client and target as
-  log lines show them, and the access-log record, Uvicorn's shape or --access-log-format's.
+- ``client_text`` / ``access_target`` / ``log_access`` / ``log_access_formatted``: the client
+  and target as log lines show them, and the access-log record, Uvicorn's shape or
+  --access-log-format's.
 - ``linger_and_close``: how the server closes a connection the client may still be sending on.
 - ``tls_extension``: the ASGI ``tls`` scope extension of a TLS connection.
 
@@ -22,6 +23,7 @@ import logging
 import ssl
 import time
 import urllib.parse
+import weakref
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -72,20 +74,34 @@ def error_body(status: int) -> bytes:
     return ERROR_MESSAGES[status].encode("ascii")
 
 
+def error_fields(
+    default_fields: list[tuple[bytes, bytes]], body: bytes
+) -> list[tuple[bytes, bytes]]:
+    """The fields of the server's own answer carrying ``body`` (after the server's default
+    fields: server, date, --header)."""
+    return [*default_fields, (b"content-type", ERROR_CONTENT_TYPE),
+            (b"content-length", b"%d" % len(body))]
+
+
 def http_date(timestamp: float) -> bytes:
     """``timestamp`` (seconds since the epoch) as an IMF-fixdate, e.g.
     ``b"Sun, 06 Nov 1994 08:49:37 GMT"`` (RFC 9110 5.6.7)."""
     return formatdate(timestamp, usegmt=True).encode("ascii")
 
 
+def client_text(client: tuple[str, int] | list | None) -> str:
+    """``"127.0.0.1:52738"``: a scope's ``client`` as log lines show it; "" when there is
+    none (a unix socket)."""
+    return "%s:%d" % tuple(client) if client else ""
+
+
 def access_target(scope: dict) -> tuple[str, str]:
     """``("127.0.0.1:52738", "/path?query")``: the client and the request target as the log
     lines show them (Uvicorn's shape; the client is "" on a unix socket)."""
-    client = scope.get("client")
     path = urllib.parse.quote(scope["path"])
     if scope["query_string"]:
         path = path + "?" + scope["query_string"].decode("ascii")
-    return ("%s:%d" % tuple(client) if client else "", path)
+    return (client_text(scope.get("client")), path)
 
 
 def log_access(logger: logging.Logger, scope: dict, status: int) -> None:
@@ -177,15 +193,18 @@ def linger_and_close(transport: asyncio.Transport, loop: asyncio.AbstractEventLo
 # -- the ASGI TLS extension (scope["extensions"]["tls"]) ------------------------------------------
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
-# SSLContext -> {OpenSSL cipher name: IANA id}; a server has one or two contexts.
-_CIPHER_IDS: dict[int, dict[str, int]] = {}
+# SSLContext -> {OpenSSL cipher name: IANA id}; a server has one or two contexts. Weak keys:
+# a context's map goes with it (an id() could be reused by a later context).
+_CIPHER_IDS: weakref.WeakKeyDictionary[ssl.SSLContext, dict[str, int]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _cipher_id(context: ssl.SSLContext, name: str) -> int | None:
-    ids = _CIPHER_IDS.get(id(context))
+    ids = _CIPHER_IDS.get(context)
     if ids is None:
         # get_ciphers() gives OpenSSL's id: 0x0300XXXX, the low 16 bits are IANA's.
-        ids = _CIPHER_IDS[id(context)] = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
+        ids = _CIPHER_IDS[context] = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
     return ids.get(name)
 
 

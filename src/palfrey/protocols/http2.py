@@ -47,9 +47,10 @@ from wsproto.utilities import split_comma_header
 
 from palfrey._parser import FlowControl, H2Stream, connection_addresses, h2_request_status
 from palfrey.protocols.common import (
-    ERROR_CONTENT_TYPE,
     ERROR_MESSAGES,
+    client_text,
     error_body,
+    error_fields,
     linger_and_close,
     tls_extension,
 )
@@ -444,8 +445,7 @@ class H2Protocol(asyncio.Protocol):
         HTTP/1.1's; a client still sending its body is then asked to stop (RFC 9113 8.1:
         RST_STREAM with NO_ERROR)."""
         body = error_body(status)
-        headers = [(b":status", b"%d" % status), *self.ctx.default_fields()]
-        headers += [(b"content-type", ERROR_CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
+        headers = [(b":status", b"%d" % status), *error_fields(self.ctx.default_fields(), body)]
         try:
             self.conn.send_headers(stream_id, headers)
             self.conn.send_data(stream_id, body, end_stream=True)
@@ -659,7 +659,7 @@ class H2Protocol(asyncio.Protocol):
         )
         self.budget_checked = now
         if self.budget < 0 and not self.closed:
-            client = "%s:%d" % tuple(self.client_addr) if self.client_addr else "a unix socket"
+            client = client_text(self.client_addr) or "a unix socket"
             self.ctx.error_logger.warning(
                 "HTTP/2 flood from %s: too many control frames or reset streams; closing.", client
             )

@@ -30,9 +30,10 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from palfrey._parser import WsState, _WebSocketCore
 from palfrey.logging import TRACE_LOG_LEVEL
 from palfrey.protocols.common import (
-    ERROR_CONTENT_TYPE,
     access_target,
+    client_text,
     error_body,
+    error_fields,
     log_access_formatted,
 )
 from palfrey.protocols.wsproto_internals import BoundedPerMessageDeflate, FrameState
@@ -496,11 +497,7 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
         if self.state != WS_HANDSHAKE or self.lost:
             return  # too late for an HTTP answer
         body = error_body(500)
-        headers = self.ctx.default_fields() + [
-            (b"content-type", ERROR_CONTENT_TYPE),
-            (b"connection", b"close"),
-            (b"content-length", b"%d" % len(body)),
-        ]
+        headers = [*error_fields(self.ctx.default_fields(), body), (b"connection", b"close")]
         self._denying(by_app=False)
         self._write_response(500, headers, True)
         self._write_response_body(body, True)
@@ -592,6 +589,5 @@ class WebSocketProtocol(_WebSocketCore, asyncio.Protocol):
 
     def _trace(self, message: str) -> None:
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
-            client = self.scope.get("client")
-            prefix = "%s:%d - " % tuple(client) if client else ""
-            self.logger.log(TRACE_LOG_LEVEL, "%s%s", prefix, message)
+            client = client_text(self.scope.get("client"))
+            self.logger.log(TRACE_LOG_LEVEL, "%s%s", client + " - " if client else "", message)
