@@ -180,7 +180,8 @@ def _final_stat(stderr: str, name: str) -> int:
     m = re.search(rf"stat::{name}:\s*(\d+)", stderr)
     if m:
         return int(m.group(1))
-    runs = re.findall(r"#(\d+)\s", stderr)
+    # Status lines: "#4096 pulse ..." in one process, "#582157: cov: ..." in fork mode (--jobs).
+    runs = re.findall(r"^#(\d+):?\s", stderr, re.MULTILINE)
     return int(runs[-1]) if runs else 0
 
 
