@@ -245,7 +245,6 @@ cdef class _HttpCore(Responder):
     # -- the request head being parsed
     cdef ByteBuffer scratch        # a URL or header line split across reads
     cdef bytes target              # the request target, as received
-    cdef const char* url_span_end  # end of what _on_url took from this execute's input
     cdef object header_name        # the name whose value is being read (interned if known)
     cdef list headers              # [(lower-case name, value)], arrival order
     cdef Py_ssize_t header_count

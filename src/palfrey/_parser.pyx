@@ -371,7 +371,6 @@ cdef class _HttpCore(Responder):
         while (self.in_start < self.in_end and self.state != CONN_WAITING
                and self.state != CONN_CLOSED):
             self.in_parser = True
-            self.url_span_end = NULL
             err = ll.llhttp_execute(
                 &self.parser, self.in_data + self.in_start, self.in_end - self.in_start
             )
@@ -410,23 +409,20 @@ cdef class _HttpCore(Responder):
         error_pos = ll.llhttp_get_error_pos(&self.parser)
         if error_pos == NULL or error_pos < start or error_pos > self.in_data + self.in_end:
             return 400
-        # The target holds no space, CR or LF: in this read it is the run of other bytes that
-        # began after a space (or at the read's start, its first part then in `scratch`) and
-        # ended at the first space, CR or LF after that, or at the error. Walking back from
-        # the error: the spaces just before it (llhttp may stop on the byte after the
-        # target), then the run, whose end moves back to each CR or LF crossed. What _on_url
-        # took of it from this read (up to url_span_end) is in `scratch` already: llhttp
-        # hands a target ended by a CR or LF over in some URL states, not in others.
+        # The target holds no space, CR or LF: it is the run of other bytes that ends at the
+        # error or at the spaces just before it (llhttp may stop on the byte after the
+        # target), and began after the space before that run (or before this read, its first
+        # part then already in `scratch`). A CR or LF before the error ended the target
+        # there: llhttp handed it over whole, it is all in `scratch`.
         url_end = error_pos
         while url_end > start and url_end[-1] == b" ":
             url_end -= 1
         url_start = url_end
         while url_start > start and url_start[-1] != b" ":
+            if url_start[-1] == b"\r" or url_start[-1] == b"\n":
+                url_start = url_end
+                break
             url_start -= 1
-            if url_start[0] == b"\r" or url_start[0] == b"\n":
-                url_end = url_start
-        if self.url_span_end != NULL and self.url_span_end > url_start:
-            url_start = self.url_span_end if self.url_span_end < url_end else url_end
         if self.scratch.length + (url_end - url_start) > self.ctx.limit_target_size:
             return 414
         return 400
@@ -485,7 +481,6 @@ cdef class _HttpCore(Responder):
             self.reject_status = 414
             return -1
         _buffer_append(&self.scratch, at, length)
-        self.url_span_end = at + length
         return 0
 
     cdef int _on_url_complete(self) except? -1:
