@@ -60,7 +60,9 @@ def test_request_time_starts_at_the_heads_first_byte(server):
         assert conn.read_response().status == 200
     line = _access_line(server, mark, "/?slow-head=1")
     micros = int(re.search(r" D=(\d+) ", line).group(1))
-    assert micros >= 300_000, line
+    # Timed from the head's first byte, it holds the 0.3 s the head took (less the loop's
+    # clock granularity: 299,930 was seen); timed from the head's end it would be ~0.
+    assert micros >= 250_000, line
 
 
 def test_http2_line(server):
