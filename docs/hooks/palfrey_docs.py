@@ -315,11 +315,13 @@ def _same_default(a: inspect.Parameter, b: inspect.Parameter) -> bool:
 
 
 def latest_result(scenario: str) -> tuple[Path, dict[str, Any]]:
-    """The newest committed (not --quick) run that measured ``scenario``."""
+    """The newest committed (not --quick) run that measured ``scenario`` under ``palfrey``
+    (an --ab run names its builds palfrey@A and palfrey@B instead)."""
     found = []
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
-        if not data["options"].get("quick") and scenario in data["summary"]["scenarios"]:
+        servers = data["summary"]["scenarios"].get(scenario, {})
+        if not data["options"].get("quick") and "palfrey" in servers:
             found.append((path, data))
     if not found:
         raise ValueError(f"no committed benchmark result measures {scenario!r}")
